@@ -1,0 +1,155 @@
+"""The Klein app: DBSlayer routes (``/db``, ``/dbform``) over the gateway's executor.
+
+State comes in through the constructor (no module globals), so two gateways can live in one
+process or one test. Every answer, errors included, is JSON (or the requested FORMAT) with an
+honest status; no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from api.render import CsvNotApplicable, render
+from gateway.backends import GatewayError
+from gateway.request import (
+    Request,
+    RequestError,
+    decode_query,
+    form_to_object,
+    loads_json,
+    parse_request,
+)
+from gateway.results import Answer
+
+log = Logger()
+
+_JSON = b"application/json"
+
+
+class RequestRunner(Protocol):
+    def execute(self, request: Request) -> Deferred[Answer]: ...
+
+
+class GatewayApp:
+    """HTTP face of the gateway."""
+
+    app = Klein()
+
+    def __init__(self, executor: RequestRunner, max_request_bytes: int) -> None:
+        self.executor = executor
+        self.max_request_bytes = max_request_bytes
+
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    # ------------------------------------------------------------------ routes
+
+    @app.route("/db", methods=["GET", "POST"])
+    def db(self, request: Any) -> Any:
+        """``GET /db?<URL-encoded JSON>`` or ``POST /db`` with a JSON body."""
+        try:
+            if request.method == b"POST":
+                obj = loads_json(self._body(request), "request body")
+            else:
+                obj = decode_query(self._query(request))
+            parsed = parse_request(obj)
+        except RequestError as e:
+            return self._error(request, e.status, {"ERROR": str(e)})
+        return self._run(request, parsed)
+
+    @app.route("/dbform", methods=["GET", "POST"])
+    def dbform(self, request: Any) -> Any:
+        """HTML-form flavour: every field is a member of the request object."""
+        try:
+            if request.method == b"POST":
+                self._body(request)  # enforces the size limit
+            else:
+                self._query(request)
+            fields = {}
+            for key, values in request.args.items():
+                try:
+                    fields[key.decode("utf-8")] = values[-1].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise RequestError("form fields must be UTF-8 text") from None
+            parsed = parse_request(form_to_object(fields))
+        except RequestError as e:
+            return self._error(request, e.status, {"ERROR": str(e)})
+        return self._run(request, parsed)
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: Any, failure: Failure) -> bytes:
+        path = request.path.decode("utf-8", "replace")
+        return self._error(
+            request, 404, {"ERROR": f"no such path {path}; DBSlayer requests go to /db or /dbform"}
+        )
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(self, request: Any, failure: Failure) -> bytes:
+        allowed = getattr(failure.value, "valid_methods", None) or []
+        if allowed:
+            request.setHeader(b"Allow", ", ".join(allowed).encode())
+        method = request.method.decode("ascii", "replace")
+        return self._error(
+            request, 405, {"ERROR": f"method {method} not allowed here; use {', '.join(allowed)}"}
+        )
+
+    # ----------------------------------------------------------------- helpers
+
+    def _query(self, request: Any) -> bytes:
+        uri: bytes = request.uri
+        query = uri.split(b"?", 1)[1] if b"?" in uri else b""
+        if len(query) > self.max_request_bytes:
+            raise _TooLarge(414, f"query string over the limit of {self.max_request_bytes} bytes; "
+                                 "send large SQL in the body of POST /db")
+        return query
+
+    def _body(self, request: Any) -> bytes:
+        if getattr(request, "body_too_large", False):
+            raise _TooLarge(413, f"request body over the limit of {self.max_request_bytes} bytes")
+        request.content.seek(0)
+        body: bytes = request.content.read(self.max_request_bytes + 1)
+        if len(body) > self.max_request_bytes:
+            raise _TooLarge(413, f"request body over the limit of {self.max_request_bytes} bytes")
+        return body
+
+    def _run(self, request: Any, parsed: Request) -> Deferred[bytes]:
+        d = self.executor.execute(parsed)
+        d.addCallback(lambda answer: self._answer(request, answer.to_wire(), parsed.format, 200))
+        d.addErrback(self._failed, request, parsed)
+        return d
+
+    def _failed(self, failure: Failure, request: Any, parsed: Request) -> bytes:
+        error = failure.value
+        if isinstance(error, RequestError):
+            return self._error(request, error.status, {"ERROR": str(error)}, parsed.format)
+        if isinstance(error, GatewayError):
+            if error.retry_after is not None:
+                request.setHeader(b"Retry-After", str(error.retry_after).encode())
+            return self._error(request, error.status, error.to_wire(), parsed.format)
+        log.failure("unexpected error while answering {sql!r}", failure, sql=parsed.sql)
+        return self._error(request, 500, {"ERROR": "internal error in the gateway; it was logged"})
+
+    def _answer(self, request: Any, wire: dict[str, Any], fmt: str, status: int) -> bytes:
+        try:
+            body, content_type = render(wire, fmt)
+        except CsvNotApplicable:
+            body, content_type = render(wire, "json")
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", content_type)
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        return body
+
+    def _error(self, request: Any, status: int, wire: dict[str, Any], fmt: str = "json") -> bytes:
+        return self._answer(request, wire, fmt, status)
+
+
+class _TooLarge(RequestError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

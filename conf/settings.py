@@ -1,0 +1,420 @@
+"""Typed, frozen settings of the gateway and the one table that describes them.
+
+Every field of :class:`Settings` carries a :class:`SettingMeta` (TOML section,
+one-line help, CLI flag, value kind and limits).  That table drives TOML
+loading, environment loading and the command-line parser in ``conf.load``;
+the per-field checks run as attrs validators, so validation lives here only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+SECTIONS = ("server", "database")
+MODES = ("auto", "pool", "primary-replica", "named")
+ENV_PREFIX = "DBSLAYER_"
+_META = "dbslayer"
+
+
+class SettingError(Exception):
+    """A bad setting; ``str()`` is one line naming the setting and its source."""
+
+    def __init__(
+        self, setting: str, problem: str, source: str = "", related: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(setting, problem, source, related)
+        self.setting = setting
+        self.problem = problem
+        self.source = source
+        self.related = related
+
+    def __str__(self) -> str:
+        text = f"bad setting {self.setting}: {self.problem}"
+        if self.source:
+            text += f" (from {self.source})"
+        return text.replace("\r", " ").replace("\n", " ")
+
+    def with_source(self, source: str) -> SettingError:
+        """Return a copy of this error that says where the value came from."""
+        return SettingError(self.setting, self.problem, source, self.related)
+
+    def with_related(self, *names: str) -> SettingError:
+        """Return a copy that also names other settings involved."""
+        return SettingError(self.setting, self.problem, self.source, self.related + names)
+
+
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:]*):(.*)@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|pass)=)[^&]*")
+
+
+def mask_password(dsn: str) -> str:
+    """Return ``dsn`` with any password replaced by ``***``.
+
+    Everything up to the *last* ``@`` counts as credentials, so an unencoded
+    ``/``, ``?`` or ``@`` in a password is masked too (over-masking is safe).
+    """
+    masked = _CREDENTIALS.sub(r"\1\2:***@", dsn, count=1) if "@" in dsn else dsn
+    return _QUERY_SECRET.sub(r"\1***", masked)
+
+
+def default_demo_database(environ: Mapping[str, str]) -> str:
+    """``$XDG_DATA_HOME/dbslayer/demo.sqlite3``, XDG_DATA_HOME defaulting to ~/.local/share."""
+    base = environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec says to ignore relative values
+        home = environ.get("HOME") or os.path.expanduser("~")
+        base = os.path.join(home, ".local", "share")
+    return os.path.join(base, "dbslayer", "demo.sqlite3")
+
+
+def _describe(value: object) -> str:
+    """Describe a non-list value without echoing it (it may hold a DSN password)."""
+    if isinstance(value, str):
+        return 'a single string (write a list: ["..."])'
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "a list object (pass a tuple)"
+    if isinstance(value, (list, tuple)):
+        kinds = sorted({type(v).__name__ for v in value if not isinstance(v, str)})
+        return f"a list containing {', '.join(kinds)}"
+    return f"a {type(value).__name__}"
+
+
+@attrs.frozen
+class SettingMeta:
+    """What one setting is: where it lives, how it is parsed, what it accepts."""
+
+    section: str
+    flag: str
+    help: str
+    kind: str = "str"  # str | choice | groups | path | int | float | list
+    low: int | None = None
+    high: int | None = None
+    shown_default: str | None = None
+
+    def problem(self, value: object) -> str | None:
+        """Return why ``value`` is not acceptable, or None if it is."""
+        if self.kind == "list":
+            ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+            return None if ok else f"must be a list of DSN strings, got {_describe(value)}"
+        if self.kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if ok and self.low is not None and value < self.low:  # type: ignore[operator]
+                ok = False
+            if ok and self.high is not None and value > self.high:  # type: ignore[operator]
+                ok = False
+            return None if ok else f"must be an integer {self._range()}, got {value!r}"
+        if self.kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and value > 0  # type: ignore[arg-type,operator]
+            return None if ok else f"must be a number of seconds greater than 0, got {value!r}"
+        if not isinstance(value, str):
+            return f"must be a string, got {value!r}"
+        if self.kind == "choice" and value not in MODES:
+            return f"must be one of {', '.join(MODES)}, got {value!r}"
+        if self.kind == "groups" and value and not all(value.split(":")):
+            return f"must be colon-separated option-file group names like 'a:b', got {value!r}"
+        if self.kind == "path" and not value:
+            return "must not be empty"
+        return None
+
+    def _range(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"from {self.low} to {self.high}"
+        return f">= {self.low}" if self.low is not None else ""
+
+    def from_text(self, text: str) -> object:
+        """Convert an environment or command-line string; leave it as is if it does not parse.
+
+        A value left as a string is then rejected by :meth:`problem`, so the
+        error message is the same whatever the source.
+        """
+        if self.kind == "list":
+            return tuple(text.split())
+        if self.kind == "int" and re.fullmatch(r"\s*[+-]?\d+\s*", text):
+            return int(text)
+        if self.kind == "float":
+            try:
+                return float(text)
+            except ValueError:
+                return text
+        return text
+
+    def from_toml(self, value: object) -> object:
+        """Normalise a TOML value (list to tuple, integer to float for seconds)."""
+        if self.kind == "list" and isinstance(value, list):
+            return tuple(value)
+        if self.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+
+def _validate(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    problem = attribute.metadata[_META].problem(value)
+    if problem is not None:
+        raise SettingError(attribute.name, problem)
+
+
+def _repr_backends(value: object) -> str:
+    if isinstance(value, tuple):
+        return repr(tuple(mask_password(v) if isinstance(v, str) else v for v in value))
+    return "<invalid>"
+
+
+def _setting(default: Any, section: str, flag: str, help: str, **meta: Any) -> Any:
+    repr_: Any = meta.pop("repr", True)
+    info = SettingMeta(section, flag, help, **meta)
+    return attrs.field(default=default, validator=_validate, metadata={_META: info}, repr=repr_)
+
+
+@attrs.frozen
+class BackendSpec:
+    """One resolved database backend (a MySQL/MariaDB server or an SQLite file)."""
+
+    name: str
+    driver: str = attrs.field(validator=attrs.validators.in_(("mysql", "sqlite")))
+    host: str = "127.0.0.1"
+    port: int = attrs.field(
+        default=3306, validator=[attrs.validators.ge(1), attrs.validators.le(65535)]
+    )
+    user: str = ""
+    password: str = attrs.field(default="", repr=False)
+    database: str = ""
+    unix_socket: str = ""
+    role: str = attrs.field(default="", validator=attrs.validators.in_(("", "primary", "replica")))
+    weight: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    path: str = ""
+    charset: str = "utf8mb4"
+
+    def display(self) -> str:
+        """A DSN-like string without the password, for logs; ``parse_dsn`` reads it back."""
+        from urllib.parse import quote
+
+        query: list[tuple[str, str]] = []
+        if self.driver == "sqlite":
+            location = "sqlite:///" + quote(self.path, safe="/:")
+        else:
+            user = quote(self.user, safe="") + "@" if self.user else ""
+            default_place = self.host == "127.0.0.1" and self.port == 3306
+            if self.unix_socket and default_place:
+                place = ""
+            else:
+                host = f"[{self.host}]" if ":" in self.host else self.host
+                place = f"{host}:{self.port}"
+            location = f"mysql://{user}{place}/{quote(self.database, safe='')}"
+            if self.unix_socket:
+                query.append(("unix_socket", self.unix_socket))
+            if self.role:
+                query.append(("role", self.role))
+            if self.weight != 1:
+                query.append(("weight", str(self.weight)))
+            if self.charset != "utf8mb4":
+                query.append(("charset", self.charset))
+        query.insert(0, ("name", self.name))
+        return location + "?" + "&".join(f"{k}={quote(v, safe='/:')}" for k, v in query)
+
+
+@attrs.frozen
+class Settings:
+    """Every setting of the gateway, validated on construction."""
+
+    host: str = _setting("127.0.0.1", "server", "--host", "address to listen on")
+    port: int = _setting(
+        9090,
+        "server",
+        "--port",
+        "TCP port to listen on (0 = any free port)",
+        kind="int",
+        low=0,
+        high=65535,
+    )
+    max_request_bytes: int = _setting(
+        1048576,
+        "server",
+        "--max-request-bytes",
+        "largest accepted query string or request body in bytes (larger gets 413/414)",
+        kind="int",
+        low=1024,
+    )
+    backends: tuple[str, ...] = _setting(
+        (),
+        "database",
+        "--backend",
+        "backend DSN like mysql://user:pass@host:3306/db?name=db1; repeat for more",
+        kind="list",
+        repr=_repr_backends,
+        shown_default="none",
+    )
+    mode: str = _setting(
+        "auto",
+        "database",
+        "--mode",
+        "how backends are used: auto, pool, primary-replica or named",
+        kind="choice",
+    )
+    mysql_config: str = _setting(
+        "",
+        "database",
+        "--mysql-config",
+        "MySQL option file to read server groups from (DBSlayer -c)",
+    )
+    servers: str = _setting(
+        "",
+        "database",
+        "--servers",
+        "colon-separated option-file groups, one pooled backend each (DBSlayer -s)",
+        kind="groups",
+    )
+    named: str = _setting(
+        "",
+        "database",
+        "--named",
+        "colon-separated option-file groups that clients pick with SERVER (DBSlayer -m)",
+        kind="groups",
+    )
+    connect_timeout: float = _setting(
+        5.0,
+        "database",
+        "--connect-timeout",
+        "seconds to wait for a database connection",
+        kind="float",
+    )
+    read_timeout: float = _setting(
+        300.0,
+        "database",
+        "--read-timeout",
+        "seconds per network read from the database",
+        kind="float",
+    )
+    write_timeout: float = _setting(
+        60.0,
+        "database",
+        "--write-timeout",
+        "seconds per network write to the database",
+        kind="float",
+    )
+    pool_min: int = _setting(
+        1,
+        "database",
+        "--pool-min",
+        "fewest connections kept per backend",
+        kind="int",
+        low=1,
+        high=256,
+    )
+    pool_max: int = _setting(
+        8,
+        "database",
+        "--pool-max",
+        "most connections opened per backend",
+        kind="int",
+        low=1,
+        high=256,
+    )
+    demo_database: str = _setting(
+        attrs.Factory(lambda: default_demo_database(os.environ)),
+        "database",
+        "--demo-database",
+        "SQLite demo database served when no backend is configured",
+        kind="path",
+        shown_default="$XDG_DATA_HOME/dbslayer/demo.sqlite3",
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool_min > self.pool_max:
+            raise SettingError(
+                "pool_min",
+                f"must not exceed pool_max ({self.pool_max}), got {self.pool_min}",
+                related=("pool_max",),
+            )
+
+    def resolve_backends(self) -> tuple[str, tuple[BackendSpec, ...]]:
+        """Return ``(mode, specs)``: the effective mode and every configured backend.
+
+        Specs come from ``backends`` DSNs, then from the ``servers`` or ``named``
+        groups of ``mysql_config``.  Empty specs means no backend is configured.
+        """
+        from conf.dsn import parse_dsn  # imported here: conf.dsn imports this module
+        from conf.mycnf import read_groups
+
+        specs = [parse_dsn(text, index) for index, text in enumerate(self.backends)]
+        if self.servers and self.named:
+            raise SettingError("named", "cannot be combined with servers", related=("servers",))
+        group_setting = "servers" if self.servers else "named" if self.named else ""
+        if group_setting:
+            if not self.mysql_config:
+                raise SettingError(
+                    group_setting,
+                    "needs mysql_config, the option file holding the groups",
+                    related=("mysql_config",),
+                )
+            try:
+                specs += read_groups(self.mysql_config, getattr(self, group_setting).split(":"))
+            except SettingError as err:
+                raise err.with_related(group_setting) from None
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.name in seen:
+                raise SettingError(
+                    "backends",
+                    f"two backends are named {spec.name!r}; names must be unique",
+                    related=(group_setting,) if group_setting else (),
+                )
+            seen.add(spec.name)
+        return self._mode_for(specs), tuple(self._with_roles(specs))
+
+    def _mode_for(self, specs: list[BackendSpec]) -> str:
+        has_roles = any(spec.role for spec in specs)
+        mode = self.mode
+        if mode == "auto":
+            mode = "named" if self.named else "primary-replica" if has_roles else "pool"
+        if self.named and mode != "named":
+            raise SettingError(
+                "mode",
+                f"is {mode!r} but named groups are set; use 'named' or 'auto'",
+                related=("named",),
+            )
+        if mode == "named" and not specs:
+            raise SettingError(
+                "mode",
+                "'named' needs backends to name: set named (with mysql_config) or backends",
+                related=("named", "backends"),
+            )
+        if has_roles and mode != "primary-replica":
+            raise SettingError(
+                "backends",
+                f"role= is only meaningful in primary-replica mode, not {mode!r}",
+                related=("mode",),
+            )
+        if mode == "primary-replica":
+            primaries = sum(1 for spec in specs if spec.role == "primary")
+            if primaries != 1:
+                raise SettingError(
+                    "backends",
+                    "primary-replica mode needs exactly one backend with role=primary,"
+                    f" got {primaries}",
+                    related=("mode",),
+                )
+        return mode
+
+    @staticmethod
+    def _with_roles(specs: list[BackendSpec]) -> list[BackendSpec]:
+        """In primary-replica mode a backend without a role is a replica."""
+        if not any(spec.role for spec in specs):
+            return specs
+        return [spec if spec.role else attrs.evolve(spec, role="replica") for spec in specs]
+
+
+def iter_settings() -> Iterator[tuple[str, SettingMeta, attrs.Attribute[Any]]]:
+    """Yield ``(name, meta, attribute)`` for every field of :class:`Settings`."""
+    for attribute in attrs.fields(Settings):
+        yield attribute.name, attribute.metadata[_META], attribute
+
+
+def env_var(name: str) -> str:
+    """The environment variable of setting ``name``, e.g. ``DBSLAYER_PORT``."""
+    return ENV_PREFIX + name.upper()

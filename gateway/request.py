@@ -1,0 +1,224 @@
+"""The DBSlayer request model: parse and validate a request object (pure, no I/O).
+
+A request arrives as a JSON object (the whole query string of ``GET /db?...``, a ``POST /db``
+body) or as HTML form fields (``/dbform``). Both end up as one :class:`Request`; anything that
+is not a valid request raises :class:`RequestError` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+from urllib.parse import unquote_to_bytes
+
+import attrs
+import orjson
+
+#: Formats a client may ask for with ``FORMAT``.
+FORMATS = ("json", "xml", "php", "python", "csv")
+
+#: Boolean keys answered from the backend connection (reference info flags).
+INFO_FLAGS = ("STAT", "CLIENT_INFO", "HOST_INFO", "SERVER_VERSION", "CLIENT_VERSION", "SERVER_NAME")
+
+#: Every boolean key of the protocol.
+BOOL_KEYS = INFO_FLAGS + ("ROLLBACK_ON_ERROR", "SLAYER_DEBUG_RETURN_INPUT", "SLAYER_HELP")
+
+#: ``SLAYER_HELP`` answer: every key with a one-line description.
+HELP = {
+    "SQL": "in(string) one or more statements separated by ';' : out RESULT (an array when several)",
+    "SERVER": "in(string) backend name, where backends are named : out SERVER names the backend that ran it",
+    "FORMAT": "in(string) json (default), xml, php (PHP serialize()), python (a Python literal), csv",
+    "PARAMS": "in(array|object) bind parameters for %s or %(name)s placeholders, escaped by the driver",
+    "ROLLBACK_ON_ERROR": "in(boolean) run the statements in one transaction, rolled back on an SQL error",
+    "STAT": "in(boolean) : out(string) result of mysql_stat()",
+    "CLIENT_INFO": "in(boolean) : out(string) result of mysql_get_client_info()",
+    "HOST_INFO": "in(boolean) : out(string) result of mysql_get_host_info()",
+    "SERVER_VERSION": "in(boolean) : out(long) result of mysql_get_server_version()",
+    "CLIENT_VERSION": "in(boolean) : out(long) result of mysql_get_client_version()",
+    "SERVER_NAME": "in(boolean) : out(string) name of the backend that answered",
+    "SLAYER_DEBUG_RETURN_INPUT": "in(boolean) : out(object) the request as the gateway parsed it",
+    "SLAYER_HELP": "in(boolean) : out(object) this list",
+}
+
+_NO_ACTION = 'nothing to do: send SQL or an info flag, e.g. {"SQL":"SELECT 1"}; TRY {"SLAYER_HELP":true }'
+_FORM_TRUE = frozenset({"true", "1", "on", "yes"})
+_FORM_FALSE = frozenset({"false", "0", "off", "no", ""})
+
+
+class RequestError(Exception):
+    """The request is not a valid DBSlayer request (HTTP 400)."""
+
+    status = 400
+
+
+@attrs.frozen(slots=True)
+class Request:
+    """One parsed DBSlayer request."""
+
+    sql: str | None = None
+    server: str | None = None
+    format: str = "json"
+    params: tuple[Any, ...] | dict[str, Any] | None = None
+    rollback_on_error: bool = False
+    info: tuple[str, ...] = ()
+    debug_return_input: bool = False
+    help: bool = False
+    timeout_ms: float | None = None
+    cache_s: float | None = None
+    #: The request object as received, echoed by SLAYER_DEBUG_RETURN_INPUT.
+    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def needs_backend(self) -> bool:
+        """True when answering needs a database connection."""
+        return self.sql is not None or bool(self.info)
+
+
+def decode_query(raw: bytes) -> Any:
+    """Decode a ``/db`` query string: ``+`` is a space, ``%XX`` a byte, the bytes UTF-8 JSON."""
+    if not raw:
+        raise RequestError(
+            'empty request: put a URL-encoded JSON object after "?", e.g. /db?{"SQL":"SELECT 1"}'
+        )
+    return loads_json(unquote_to_bytes(raw.replace(b"+", b" ")), "query string")
+
+
+def loads_json(data: bytes, where: str) -> Any:
+    """Parse JSON text, turning every failure (bad UTF-8 included) into a RequestError."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        reason = str(e).split(":", 1)[0]
+        raise RequestError(f"the {where} is not valid UTF-8 JSON ({reason})") from None
+
+
+def parse_request(obj: Any) -> Request:
+    """Validate a decoded request object and build the Request."""
+    if not isinstance(obj, dict):
+        raise RequestError(
+            f"a request is a JSON object, got {_json_kind(obj)}: send {{\"SQL\":\"...\"}}"
+        )
+    sql = _optional(obj, "SQL", str, "a string")
+    if sql is not None and not sql.strip():
+        raise RequestError("SQL is empty")
+    server = _optional(obj, "SERVER", str, "a string")
+    fmt = _optional(obj, "FORMAT", str, "a string")
+    fmt = "json" if fmt is None else fmt.lower()
+    if fmt not in FORMATS:
+        raise RequestError(f"FORMAT must be one of {', '.join(FORMATS)}, got {obj['FORMAT']!r}")
+    flags = {key: _flag(obj, key) for key in BOOL_KEYS}
+    params = _params(obj.get("PARAMS"))
+    if params is not None and sql is None:
+        raise RequestError("PARAMS needs SQL")
+    timeout = _positive_number(obj, "TIMEOUT")
+    cache = _positive_number(obj, "CACHE", allow_zero=True)
+    info = tuple(key for key in INFO_FLAGS if flags[key])
+    request = Request(
+        sql=sql,
+        server=server,
+        format=fmt,
+        params=params,
+        rollback_on_error=flags["ROLLBACK_ON_ERROR"],
+        info=info,
+        debug_return_input=flags["SLAYER_DEBUG_RETURN_INPUT"],
+        help=flags["SLAYER_HELP"],
+        timeout_ms=timeout,
+        cache_s=cache,
+        raw=obj,
+    )
+    if not (request.needs_backend or request.help or request.debug_return_input):
+        raise RequestError(_NO_ACTION)
+    return request
+
+
+def form_to_object(fields: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``/dbform`` fields into a request object.
+
+    Flags accept true/1/on/yes (and false/0/off/no/empty), ``PARAMS`` is JSON text and
+    ``TIMEOUT``/``CACHE`` are numbers; every other field stays a string.
+    """
+    obj: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in BOOL_KEYS:
+            lowered = value.strip().lower()
+            if lowered in _FORM_TRUE:
+                obj[key] = True
+            elif lowered in _FORM_FALSE:
+                obj[key] = False
+            else:
+                raise RequestError(f"{key} must be true/1/on or false/0/off, got {value!r}")
+        elif key == "PARAMS":
+            obj[key] = loads_json(value.encode(), "PARAMS field") if value.strip() else None
+        elif key in ("TIMEOUT", "CACHE"):
+            if value.strip():
+                try:
+                    obj[key] = float(value)
+                except ValueError:
+                    raise RequestError(f"{key} must be a number, got {value!r}") from None
+        else:
+            obj[key] = value
+    return obj
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise RequestError(f"{key} must be {what}, got {_json_kind(value)}")
+    return value
+
+
+def _flag(obj: dict[str, Any], key: str) -> bool:
+    value = obj.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RequestError(f"{key} must be true or false, got {_json_kind(value)}")
+    return value
+
+
+def _positive_number(obj: dict[str, Any], key: str, allow_zero: bool = False) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"{key} must be a number, got {_json_kind(value)}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise RequestError(f"{key} must be a positive number, got {value}")
+    return float(value)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _params(value: Any) -> tuple[Any, ...] | dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        items = value
+        result: tuple[Any, ...] | dict[str, Any] = tuple(value)
+    elif isinstance(value, dict):
+        items = list(value.values())
+        result = value
+    else:
+        raise RequestError(f"PARAMS must be an array or an object, got {_json_kind(value)}")
+    for item in items:
+        if not isinstance(item, _SCALARS):
+            raise RequestError(
+                f"PARAMS values must be strings, numbers, booleans or null, got {_json_kind(item)}"
+            )
+    return result

@@ -1,0 +1,163 @@
+"""The result model and value encoding of PROTOCOL.md section 3 (pure, no I/O).
+
+Backends hand raw driver rows to :func:`result_set`; the answer is an :class:`Answer` whose
+:meth:`Answer.to_wire` builds the one response structure every renderer works from.
+
+Value rules: integers stay Python ints (exact, BIGINT UNSIGNED included), DECIMAL arrives as
+the server's text and becomes :class:`decimal.Decimal` (rendered as the same digits), temporal
+values stay the server's text (zero dates and TIME beyond 24 h included), BIT becomes an
+integer (by the driver's converter), and binary values (``bytes``) become base64 text with the
+column listed under ``BASE64``.
+"""
+
+from __future__ import annotations
+
+from base64 import b64encode
+from typing import Any, Iterable, Sequence
+
+import attrs
+
+_FIELD_TYPES = {
+    0: "MYSQL_TYPE_DECIMAL",
+    1: "MYSQL_TYPE_TINY",
+    2: "MYSQL_TYPE_SHORT",
+    3: "MYSQL_TYPE_LONG",
+    4: "MYSQL_TYPE_FLOAT",
+    5: "MYSQL_TYPE_DOUBLE",
+    6: "MYSQL_TYPE_NULL",
+    7: "MYSQL_TYPE_TIMESTAMP",
+    8: "MYSQL_TYPE_LONGLONG",
+    9: "MYSQL_TYPE_INT24",
+    10: "MYSQL_TYPE_DATE",
+    11: "MYSQL_TYPE_TIME",
+    12: "MYSQL_TYPE_DATETIME",
+    13: "MYSQL_TYPE_YEAR",
+    14: "MYSQL_TYPE_NEWDATE",
+    15: "MYSQL_TYPE_VARCHAR",
+    16: "MYSQL_TYPE_BIT",
+    245: "MYSQL_TYPE_JSON",
+    246: "MYSQL_TYPE_NEWDECIMAL",
+    247: "MYSQL_TYPE_ENUM",
+    248: "MYSQL_TYPE_SET",
+    249: "MYSQL_TYPE_TINY_BLOB",
+    250: "MYSQL_TYPE_MEDIUM_BLOB",
+    251: "MYSQL_TYPE_LONG_BLOB",
+    252: "MYSQL_TYPE_BLOB",
+    253: "MYSQL_TYPE_VAR_STRING",
+    254: "MYSQL_TYPE_STRING",
+    255: "MYSQL_TYPE_GEOMETRY",
+}
+
+
+def type_name(code: Any) -> str:
+    """The reference's ``MYSQL_TYPE_*`` name for a driver type code."""
+    if isinstance(code, str):
+        return code
+    return _FIELD_TYPES.get(code, f"MYSQL_TYPE_{code}")
+
+
+@attrs.frozen(slots=True)
+class ResultSet:
+    """Rows of one statement that returned a result set."""
+
+    header: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+    base64: list[int] = attrs.field(factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The reference shape: keys sorted, BASE64 only where binary columns exist."""
+        if self.base64:
+            return {"BASE64": self.base64, "HEADER": self.header, "ROWS": self.rows, "TYPES": self.types}
+        return {"HEADER": self.header, "ROWS": self.rows, "TYPES": self.types}
+
+
+@attrs.frozen(slots=True)
+class Update:
+    """Outcome of a statement without a result set (INSERT, UPDATE, DDL...)."""
+
+    affected_rows: int
+    insert_id: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"AFFECTED_ROWS": self.affected_rows, "INSERT_ID": self.insert_id, "SUCCESS": True}
+
+
+Result = ResultSet | Update
+
+
+@attrs.frozen(slots=True)
+class SQLError:
+    """An error the database reported for one statement."""
+
+    errno: int
+    message: str
+
+
+@attrs.define(slots=True)
+class Answer:
+    """Everything one request produced, before rendering."""
+
+    results: list[Result] = attrs.field(factory=list)
+    error: SQLError | None = None
+    server: str | None = None
+    extras: dict[str, Any] = attrs.field(factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The DBSlayer response object, keys in the reference's (sorted) order."""
+        out: dict[str, Any] = dict(self.extras)
+        results = self.results
+        if len(results) == 1 and self.error is None:
+            out["RESULT"] = results[0].to_wire()
+        elif results:
+            out["RESULT"] = [r.to_wire() for r in results]
+        if self.error is not None:
+            out["MYSQL_ERRNO"] = self.error.errno
+            out["MYSQL_ERROR"] = self.error.message
+        if self.server is not None:
+            out["SERVER"] = self.server
+        if len(out) > 2 or self.extras:
+            return dict(sorted(out.items()))
+        return out
+
+
+def result_set(description: Sequence[Sequence[Any]], rows: Iterable[Sequence[Any]],
+               types: list[str] | None = None) -> ResultSet:
+    """Build a ResultSet from a DB-API description and rows, base64-encoding binary values.
+
+    ``types`` overrides the type names read from the description's type codes."""
+    header = [_column_name(d[0]) for d in description]
+    if types is None:
+        types = [type_name(d[1]) for d in description]
+    table = [list(r) for r in rows]
+    binary = _binary_columns(len(header), table)
+    for row in table:
+        for i in binary:
+            value = row[i]
+            if value is not None:
+                row[i] = b64encode(value).decode("ascii")
+    return ResultSet(header=header, types=types, rows=table, base64=binary)
+
+
+def _column_name(name: Any) -> str:
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
+    return str(name)
+
+
+def _binary_columns(width: int, table: list[list[Any]]) -> list[int]:
+    """Indexes of columns holding bytes (binary data); each column is decided by its first
+    non-NULL value, since a driver returns one Python type per column."""
+    undecided = set(range(width))
+    binary: list[int] = []
+    for row in table:
+        for i in list(undecided):
+            value = row[i]
+            if value is not None:
+                undecided.discard(i)
+                if isinstance(value, (bytes, bytearray)):
+                    binary.append(i)
+        if not undecided:
+            break
+    binary.sort()
+    return binary

@@ -1,0 +1,45 @@
+"""Fixtures: a real MariaDB for the whole session, real gateways per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Gateway, MariaDB
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """A throwaway MariaDB server with an empty ``test`` database."""
+    reason = MariaDB.available()
+    if reason:
+        pytest.skip(reason)
+    server = MariaDB(tmp_path_factory.mktemp("mariadb")).start()
+    server.sql("CREATE DATABASE test CHARACTER SET utf8mb4")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(mariadb: MariaDB, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """``dbslayer serve`` in front of the session's MariaDB, backend named ``db1``."""
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), "--backend", mariadb.dsn()).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator[object]:
+    """Start gateways with custom arguments; all are stopped after the test."""
+    started: list[Gateway] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Gateway:
+        gw = Gateway(tmp_path, *args, env=env).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()

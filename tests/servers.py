@@ -1,0 +1,196 @@
+"""Real servers for the tests: MariaDB, Redis and the gateway itself, each started in a temporary
+directory on a free loopback port and stopped afterwards. No fakes: these are the real binaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(predicate: Any, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise RuntimeError(f"{what} did not become ready within {timeout} s\n{tail}")
+
+
+class MariaDB:
+    """A throwaway mariadbd: ``--no-defaults``, own datadir, loopback port, root without password."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.dir = directory
+        self.port = port or free_port()
+        self.socket = str(directory / "sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = directory / "error.log"
+
+    @staticmethod
+    def available() -> str | None:
+        """None when the binaries exist, else the reason they do not."""
+        for binary in ("mariadbd", "mariadb-install-db", "mariadb"):
+            if not _which(binary):
+                return f"{binary} not found (apt-get install mariadb-server mariadb-client)"
+        return None
+
+    def start(self) -> "MariaDB":
+        data = self.dir / "data"
+        if not data.exists():
+            subprocess.run(
+                [_which("mariadb-install-db"), "--no-defaults", "--user=root", f"--datadir={data}",
+                 "--auth-root-authentication-method=normal", "--skip-test-db"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+        self.proc = subprocess.Popen(
+            [_which("mariadbd"), "--no-defaults", "--user=root", f"--datadir={data}",
+             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
+             f"--pid-file={self.dir / 'pid'}", f"--log-error={self.log}", "--skip-name-resolve",
+             "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
+             "--max-connections=500", "--character-set-server=utf8mb4"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _wait(self._ready, 60, "mariadbd", self.log)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"mariadbd exited: {self.log.read_text(errors='replace')[-3000:]}")
+        return subprocess.run(
+            [_which("mariadb"), "--no-defaults", "-uroot", "-S", self.socket, "-e", "select 1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ).returncode == 0
+
+    def sql(self, statements: str, database: str = "") -> str:
+        """Run SQL with the command-line client (as root over the socket); return its output."""
+        args = [_which("mariadb"), "--no-defaults", "--default-character-set=utf8mb4", "-uroot",
+                "-S", self.socket, "-N", "-B"]
+        if database:
+            args.append(database)
+        out = subprocess.run(args, input=statements.encode(), check=True, capture_output=True)
+        return out.stdout.decode()
+
+    def dsn(self, database: str = "test", name: str = "db1", user: str = "root", password: str = "") -> str:
+        cred = f"{user}:{password}@" if password else f"{user}@"
+        return f"mysql://{cred}127.0.0.1:{self.port}/{database}?name={name}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: the server dies without closing anything."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class Gateway:
+    """``dbslayer serve`` as a user runs it, in a subprocess on a free port."""
+
+    def __init__(self, directory: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.args = list(args)
+        self.env = dict(os.environ, **(env or {}))
+        self.env.setdefault("XDG_DATA_HOME", str(directory / "xdg"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = directory / f"gateway-{self.port}.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Gateway":
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), *self.args],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
+            )
+        _wait(self._ready, 30, "dbslayer serve", self.log)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 30) -> "Reply":
+        return self.request("GET", path, None, headers, timeout)
+
+    def post(self, path: str, body: bytes, content_type: str = "application/json",
+             timeout: float = 30) -> "Reply":
+        return self.request("POST", path, body, {"Content-Type": content_type}, timeout)
+
+    def request(self, method: str, path: str, body: bytes | None,
+                headers: dict[str, str] | None = None, timeout: float = 30) -> "Reply":
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return Reply(resp.status, dict(resp.headers), resp.read())
+        except urllib.error.HTTPError as e:
+            return Reply(e.code, dict(e.headers), e.read())
+
+    def db(self, obj: Any, **kwargs: Any) -> "Reply":
+        """GET /db with the request object as the URL-encoded JSON query string."""
+        from urllib.parse import quote
+
+        return self.get("/db?" + quote(json.dumps(obj)), **kwargs)
+
+
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {self.body[:500]!r})"
+
+
+def _which(binary: str) -> str:
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    return path or binary
