@@ -105,8 +105,11 @@ class GatewayApp:
         uri: bytes = request.uri
         query = uri.split(b"?", 1)[1] if b"?" in uri else b""
         if len(query) > self.max_request_bytes:
-            raise _TooLarge(414, f"query string over the limit of {self.max_request_bytes} bytes; "
-                                 "send large SQL in the body of POST /db")
+            raise _TooLarge(
+                414,
+                f"query string over the limit of {self.max_request_bytes} bytes; "
+                "send large SQL in the body of POST /db",
+            )
         return query
 
     def _body(self, request: Any) -> bytes:
@@ -118,8 +121,8 @@ class GatewayApp:
             raise _TooLarge(413, f"request body over the limit of {self.max_request_bytes} bytes")
         return body
 
-    def _run(self, request: Any, parsed: Request) -> Deferred[bytes]:
-        d = self.executor.execute(parsed)
+    def _run(self, request: Any, parsed: Request) -> Deferred[Any]:
+        d: Deferred[Any] = self.executor.execute(parsed)
         d.addCallback(lambda answer: self._answer(request, answer.to_wire(), parsed.format, 200))
         d.addErrback(self._failed, request, parsed)
         return d

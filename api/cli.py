@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 USAGE = """usage: dbslayer COMMAND [options]
 
@@ -35,19 +36,23 @@ def serve(argv: Sequence[str]) -> int:
         print(f"dbslayer: {e}", file=sys.stderr)
         return 2
 
-    from twisted.internet import reactor
+    from twisted.internet import reactor as global_reactor
     from twisted.internet.error import CannotListenError
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from api.service import make_service
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    reactor: Any = global_reactor
+    observer: Any = textFileLogObserver(sys.stdout)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     try:
         service = make_service(settings, reactor)
         service.startService()
     except CannotListenError as e:
-        print(f"dbslayer: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}",
-              file=sys.stderr)
+        print(
+            f"dbslayer: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}",
+            file=sys.stderr,
+        )
         return 1
     except SettingError as e:
         print(f"dbslayer: {e}", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from twisted.web.http import HTTPChannel, RESPONSES
+from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request, Site
 
 LINGER_SECONDS = 2.0
@@ -74,23 +74,24 @@ class GatewayChannel(HTTPChannel):
             return
         body = error_body(message)
         reason = RESPONSES.get(status, b"Error")
-        self.transport.write(
+        transport: Any = self.transport
+        transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
         self.dataReceived = self._discard  # type: ignore[method-assign]
         self.setTimeout(None)
         self.persistent = False
-        self._linger = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
+        self._linger = self.callLater(LINGER_SECONDS, transport.abortConnection)
         try:
-            self.transport.loseWriteConnection()
+            transport.loseWriteConnection()
         except AttributeError:  # a transport that cannot half-close
-            self.transport.loseConnection()
+            transport.loseConnection()
 
     def _discard(self, data: bytes) -> None:
         return None
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Any = None) -> None:
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         super().connectionLost(reason)

@@ -65,11 +65,7 @@ def _fragment_big_ints(obj: Any) -> Any:
         return {k: _fragment_big_ints(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_fragment_big_ints(v) for v in obj]
-    if (
-        isinstance(obj, int)
-        and not isinstance(obj, bool)
-        and not _ORJSON_MIN <= obj <= _ORJSON_MAX
-    ):
+    if isinstance(obj, int) and not isinstance(obj, bool) and not _ORJSON_MIN <= obj <= _ORJSON_MAX:
         return orjson.Fragment(str(obj).encode())
     return obj
 
@@ -291,9 +287,7 @@ def render_csv(answer: dict[str, Any]) -> bytes:
             f"FORMAT csv cannot carry the gateway error of this answer: {answer['ERROR']}"
         )
     if "RESULT" not in answer:
-        raise CsvNotApplicable(
-            "FORMAT csv carries result sets only; this answer has none"
-        )
+        raise CsvNotApplicable("FORMAT csv carries result sets only; this answer has none")
     results = answer["RESULT"]
     if isinstance(results, dict):
         results = [results]
@@ -322,7 +316,5 @@ def render(answer: dict[str, Any], fmt: str) -> tuple[bytes, bytes]:
     try:
         func, content_type = _RENDERERS[fmt]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown FORMAT {fmt!r}; expected one of {', '.join(FORMATS)}"
-        ) from None
+        raise ValueError(f"unknown FORMAT {fmt!r}; expected one of {', '.join(FORMATS)}") from None
     return func(answer), content_type

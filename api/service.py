@@ -22,9 +22,8 @@ log = Logger()
 class BackendsService(Service):
     """Owns the backends' pools: they start with the reactor and are closed on stop."""
 
-    name = "backends"
-
     def __init__(self, executor: Executor) -> None:
+        self.setName("backends")
         self.executor = executor
 
     def stopService(self) -> None:
@@ -35,9 +34,8 @@ class BackendsService(Service):
 class HTTPService(Service):
     """Listens on the configured address; ``port`` is the listening port once started."""
 
-    name = "http"
-
     def __init__(self, site: GatewaySite, host: str, port: int, reactor: Any) -> None:
+        self.setName("http")
         self.site = site
         self.host = host
         self.requested_port = port
@@ -51,8 +49,11 @@ class HTTPService(Service):
     def startService(self) -> None:
         self.listening = self.reactor.listenTCP(self.requested_port, self.site, interface=self.host)
         super().startService()
-        log.info("dbslayer listening on http://{host}:{port}/db", host=_url_host(self.host),
-                 port=self.port)
+        log.info(
+            "dbslayer listening on http://{host}:{port}/db",
+            host=_url_host(self.host),
+            port=self.port,
+        )
 
     def stopService(self) -> Any:
         super().stopService()
@@ -76,13 +77,17 @@ def make_service(settings: Settings, reactor: Any = None) -> MultiService:
         log.warn(
             "No backend configured: serving the demo SQLite database at {path}{new} "
             "(table users). Pass --backend mysql://user:password@host:3306/db to serve MySQL.",
-            path=settings.demo_database, new=" (just created)" if created else "",
+            path=settings.demo_database,
+            new=" (just created)" if created else "",
         )
     backends = [
         open_backend(
-            spec, reactor,
-            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
-            write_timeout=settings.write_timeout, pool_min=settings.pool_min,
+            spec,
+            reactor,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            write_timeout=settings.write_timeout,
+            pool_min=settings.pool_min,
             pool_max=settings.pool_max,
         )
         for spec in specs

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from typing import Any, Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet import threads
@@ -42,8 +43,13 @@ class GatewayError(Exception):
 
     status = 502
 
-    def __init__(self, message: str, errno: int | None = None, server: str | None = None,
-                 retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        errno: int | None = None,
+        server: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.errno = errno
@@ -95,9 +101,15 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
     implicit commit/rollback round trips; transactions are the caller's business.
     """
 
-    def __init__(self, dbapi_name: str, name: str, is_broken: Callable[[BaseException], bool],
-                 *args: Any, **kwargs: Any) -> None:
-        self.name = name
+    def __init__(
+        self,
+        dbapi_name: str,
+        name: str,
+        is_broken: Callable[[BaseException], bool],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        self.backend_name = name
         self._is_broken = is_broken
         super().__init__(dbapi_name, *args, **kwargs)
 
@@ -127,12 +139,14 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
         try:
             return self.connect()
         except self.dbapi.Error as e:
-            args = getattr(e, "args", ())
+            args: tuple[Any, ...] = tuple(getattr(e, "args", ()))
             errno = args[0] if args and isinstance(args[0], int) else None
             message = args[1] if len(args) > 1 else str(e)
             raise BackendUnavailable(
-                f"backend {self.name} is unavailable ({message})",
-                errno=errno, server=self.name, retry_after=1,
+                f"backend {self.backend_name} is unavailable ({message})",
+                errno=errno,
+                server=self.backend_name,
+                retry_after=1,
             ) from None
 
     def ping(self, conn: Any) -> None:
@@ -168,8 +182,14 @@ def _mysql_conversions() -> dict[Any, Any]:
     from MySQLdb.converters import conversions
 
     conv = dict(conversions)
-    for code in (FIELD_TYPE.DATE, FIELD_TYPE.TIME, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP,
-                 FIELD_TYPE.YEAR, 14):  # 14 = NEWDATE
+    for code in (
+        FIELD_TYPE.DATE,
+        FIELD_TYPE.TIME,
+        FIELD_TYPE.DATETIME,
+        FIELD_TYPE.TIMESTAMP,
+        FIELD_TYPE.YEAR,
+        14,
+    ):  # 14 = NEWDATE
         conv[code] = str
     conv[FIELD_TYPE.BIT] = _bit_to_int
     return conv
@@ -193,14 +213,25 @@ def _mysql_is_broken(e: BaseException) -> bool:
     if isinstance(e, MySQLdb.Error):
         errno = _mysql_errno(e)
         return errno is None or errno in LOST_ERRNOS or errno >= 2000
+    if isinstance(e, ConnectionLost):
+        return True
     return not isinstance(e, GatewayError)
 
 
 class MySQLBackend:
     """A MySQL or MariaDB server reached through mysqlclient."""
 
-    def __init__(self, spec: BackendSpec, reactor: Any, *, connect_timeout: float,
-                 read_timeout: float, write_timeout: float, pool_min: int, pool_max: int) -> None:
+    def __init__(
+        self,
+        spec: BackendSpec,
+        reactor: Any,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        write_timeout: float,
+        pool_min: int,
+        pool_max: int,
+    ) -> None:
         self.name = spec.name
         self.spec = spec
         kwargs: dict[str, Any] = {
@@ -221,8 +252,14 @@ class MySQLBackend:
             kwargs["host"] = spec.host
             kwargs["port"] = spec.port
         self.pool = BackendPool(
-            "MySQLdb", spec.name, _mysql_is_broken, cp_min=pool_min, cp_max=pool_max, cp_reactor=reactor,
-            cp_noisy=False, **kwargs,
+            "MySQLdb",
+            spec.name,
+            _mysql_is_broken,
+            cp_min=pool_min,
+            cp_max=pool_max,
+            cp_reactor=reactor,
+            cp_noisy=False,
+            **kwargs,
         )
 
     def execute(self, request: Request) -> Deferred[Answer]:
@@ -236,17 +273,30 @@ class MySQLBackend:
     def _execute(self, conn: Any, request: Request) -> Answer:
         import MySQLdb
 
+        try:
+            return self._execute_on(conn, request)
+        except MySQLdb.Error as e:
+            # Statement errors are part of the answer; what escapes is the connection failing.
+            raise self._connection_error(e, _mysql_errno(e)) from None
+
+    def _execute_on(self, conn: Any, request: Request) -> Answer:
+        import MySQLdb
+
         answer = Answer(server=self.name)
         if request.sql is not None:
-            if request.rollback_on_error:
+            transaction = request.rollback_on_error
+            if transaction:
                 conn.autocommit(False)
             try:
                 self._run_sql(conn, request, answer)
-                if request.rollback_on_error:
-                    self._finish_transaction(conn, answer)
-            finally:
-                if request.rollback_on_error:
+            except ParamsMismatch:
+                if transaction:
+                    conn.rollback()
                     conn.autocommit(True)
+                raise
+            if transaction:
+                self._finish_transaction(conn, answer)
+                conn.autocommit(True)
             if _OPENS_TRANSACTION.search(request.sql):
                 # A request cannot leave a transaction or table locks open on a pooled
                 # connection: close them as a client disconnect would.
@@ -282,7 +332,7 @@ class MySQLBackend:
         except MySQLdb.Error as e:
             errno = _mysql_errno(e)
             if errno is None or errno >= 2000:
-                self._raise_connection_error(e, errno)
+                raise self._connection_error(e, errno) from None
             answer.error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
         finally:
             try:
@@ -290,13 +340,14 @@ class MySQLBackend:
             except MySQLdb.Error:
                 pass
 
-    def _raise_connection_error(self, e: BaseException, errno: int | None) -> None:
+    def _connection_error(self, e: BaseException, errno: int | None) -> ConnectionLost:
         message = e.args[1] if len(e.args) > 1 else str(e)
-        raise ConnectionLost(
+        return ConnectionLost(
             f"connection to backend {self.name} lost while the statements ran ({message}); "
             "they may or may not have been applied",
-            errno=errno or 2013, server=self.name,
-        ) from None
+            errno=errno or 2013,
+            server=self.name,
+        )
 
     def _finish_transaction(self, conn: Any, answer: Answer) -> None:
         import MySQLdb
@@ -360,9 +411,17 @@ class SQLiteBackend:
         self.name = spec.name
         self.spec = spec
         self.pool = SQLitePool(
-            "sqlite3", spec.name, lambda e: not isinstance(e, (sqlite3.Error, GatewayError)),
-            spec.path, cp_min=1, cp_max=1, cp_reactor=reactor, cp_noisy=False,
-            check_same_thread=False, isolation_level=None, timeout=5.0,
+            "sqlite3",
+            spec.name,
+            lambda e: not isinstance(e, (sqlite3.Error, GatewayError)),
+            spec.path,
+            cp_min=1,
+            cp_max=1,
+            cp_reactor=reactor,
+            cp_noisy=False,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=5.0,
         )
 
     def execute(self, request: Request) -> Deferred[Answer]:
@@ -383,10 +442,11 @@ class SQLiteBackend:
                 try:
                     self._run_one(conn, statement, request.params, answer)
                 except sqlite3.ProgrammingError as e:
-                    raise ParamsMismatch(f"PARAMS do not match the placeholders in SQL ({e})",
-                                         server=self.name) from None
+                    raise ParamsMismatch(
+                        f"PARAMS do not match the placeholders in SQL ({e})", server=self.name
+                    ) from None
                 except sqlite3.Error as e:
-                    answer.error = SQLError(getattr(e, "sqlite_errorcode", 1), str(e))
+                    answer.error = SQLError(int(getattr(e, "sqlite_errorcode", None) or 1), str(e))
                     break
             if request.rollback_on_error:
                 if answer.error is None:
@@ -401,7 +461,9 @@ class SQLiteBackend:
             answer.extras[key] = self._info(key)
         return answer
 
-    def _run_one(self, conn: sqlite3.Connection, statement: str, params: Any, answer: Answer) -> None:
+    def _run_one(
+        self, conn: sqlite3.Connection, statement: str, params: Any, answer: Answer
+    ) -> None:
         cursor = conn.cursor()
         try:
             args = () if params is None else params

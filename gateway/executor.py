@@ -8,7 +8,8 @@ read/write split arrives with the failover work) and ``named`` (the client's ``S
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -49,13 +50,14 @@ class Executor:
             backend.close()
 
 
-def choose_backend(request: Request, mode: str, by_name: dict[str, Backend],
-                   turns: Any) -> Backend | None:
+def choose_backend(
+    request: Request, mode: str, by_name: dict[str, Backend], turns: Any
+) -> Backend | None:
     """The backend that runs a request, or None when it needs no database."""
     if request.server is not None and mode != "named":
         raise RequestError(
             "SERVER picks a backend only where backends are named (start the gateway with "
-            "--named or mode = \"named\"); leave it out"
+            '--named or mode = "named"); leave it out'
         )
     if not request.needs_backend:
         return None

@@ -7,7 +7,8 @@ is not a valid request raises :class:`RequestError` with a message that says wha
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -39,7 +40,9 @@ HELP = {
     "SLAYER_HELP": "in(boolean) : out(object) this list",
 }
 
-_NO_ACTION = 'nothing to do: send SQL or an info flag, e.g. {"SQL":"SELECT 1"}; TRY {"SLAYER_HELP":true }'
+_NO_ACTION = (
+    'nothing to do: send SQL or an info flag, e.g. {"SQL":"SELECT 1"}; TRY {"SLAYER_HELP":true }'
+)
 _FORM_TRUE = frozenset({"true", "1", "on", "yes"})
 _FORM_FALSE = frozenset({"false", "0", "off", "no", ""})
 
@@ -95,7 +98,7 @@ def parse_request(obj: Any) -> Request:
     """Validate a decoded request object and build the Request."""
     if not isinstance(obj, dict):
         raise RequestError(
-            f"a request is a JSON object, got {_json_kind(obj)}: send {{\"SQL\":\"...\"}}"
+            f'a request is a JSON object, got {_json_kind(obj)}: send {{"SQL":"..."}}'
         )
     sql = _optional(obj, "SQL", str, "a string")
     if sql is not None and not sql.strip():

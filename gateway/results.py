@@ -13,7 +13,8 @@ column listed under ``BASE64``.
 from __future__ import annotations
 
 from base64 import b64encode
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -68,7 +69,12 @@ class ResultSet:
     def to_wire(self) -> dict[str, Any]:
         """The reference shape: keys sorted, BASE64 only where binary columns exist."""
         if self.base64:
-            return {"BASE64": self.base64, "HEADER": self.header, "ROWS": self.rows, "TYPES": self.types}
+            return {
+                "BASE64": self.base64,
+                "HEADER": self.header,
+                "ROWS": self.rows,
+                "TYPES": self.types,
+            }
         return {"HEADER": self.header, "ROWS": self.rows, "TYPES": self.types}
 
 
@@ -121,8 +127,11 @@ class Answer:
         return out
 
 
-def result_set(description: Sequence[Sequence[Any]], rows: Iterable[Sequence[Any]],
-               types: list[str] | None = None) -> ResultSet:
+def result_set(
+    description: Sequence[Sequence[Any]],
+    rows: Iterable[Sequence[Any]],
+    types: list[str] | None = None,
+) -> ResultSet:
     """Build a ResultSet from a DB-API description and rows, base64-encoding binary values.
 
     ``types`` overrides the type names read from the description's type codes."""

@@ -9,7 +9,7 @@ respected: a ``;`` inside them does not end a statement.
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 _TOKEN = re.compile(
     r"""
@@ -43,9 +43,7 @@ def split_statements(sql: str) -> list[str]:
 
 def _has_code(statement: str) -> bool:
     """True when a statement holds something besides whitespace and comments."""
-    return any(
-        t.lastgroup != "comment" and t.group(0).strip() for t in _tokens(statement)
-    )
+    return any(t.lastgroup != "comment" and t.group(0).strip() for t in _tokens(statement))
 
 
 def to_qmark(statement: str) -> str:

@@ -54,21 +54,41 @@ class MariaDB:
                 return f"{binary} not found (apt-get install mariadb-server mariadb-client)"
         return None
 
-    def start(self) -> "MariaDB":
+    def start(self) -> MariaDB:
         data = self.dir / "data"
         if not data.exists():
             subprocess.run(
-                [_which("mariadb-install-db"), "--no-defaults", "--user=root", f"--datadir={data}",
-                 "--auth-root-authentication-method=normal", "--skip-test-db"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [
+                    _which("mariadb-install-db"),
+                    "--no-defaults",
+                    "--user=root",
+                    f"--datadir={data}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
         self.proc = subprocess.Popen(
-            [_which("mariadbd"), "--no-defaults", "--user=root", f"--datadir={data}",
-             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             f"--pid-file={self.dir / 'pid'}", f"--log-error={self.log}", "--skip-name-resolve",
-             "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
-             "--max-connections=500", "--character-set-server=utf8mb4"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                _which("mariadbd"),
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={data}",
+                f"--socket={self.socket}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--pid-file={self.dir / 'pid'}",
+                f"--log-error={self.log}",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=16M",
+                "--max-connections=500",
+                "--character-set-server=utf8mb4",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _wait(self._ready, 60, "mariadbd", self.log)
         return self
@@ -76,21 +96,35 @@ class MariaDB:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"mariadbd exited: {self.log.read_text(errors='replace')[-3000:]}")
-        return subprocess.run(
-            [_which("mariadb"), "--no-defaults", "-uroot", "-S", self.socket, "-e", "select 1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ).returncode == 0
+        return (
+            subprocess.run(
+                [_which("mariadb"), "--no-defaults", "-uroot", "-S", self.socket, "-e", "select 1"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ).returncode
+            == 0
+        )
 
     def sql(self, statements: str, database: str = "") -> str:
         """Run SQL with the command-line client (as root over the socket); return its output."""
-        args = [_which("mariadb"), "--no-defaults", "--default-character-set=utf8mb4", "-uroot",
-                "-S", self.socket, "-N", "-B"]
+        args = [
+            _which("mariadb"),
+            "--no-defaults",
+            "--default-character-set=utf8mb4",
+            "-uroot",
+            "-S",
+            self.socket,
+            "-N",
+            "-B",
+        ]
         if database:
             args.append(database)
         out = subprocess.run(args, input=statements.encode(), check=True, capture_output=True)
         return out.stdout.decode()
 
-    def dsn(self, database: str = "test", name: str = "db1", user: str = "root", password: str = "") -> str:
+    def dsn(
+        self, database: str = "test", name: str = "db1", user: str = "root", password: str = ""
+    ) -> str:
         cred = f"{user}:{password}@" if password else f"{user}@"
         return f"mysql://{cred}127.0.0.1:{self.port}/{database}?name={name}"
 
@@ -115,21 +149,34 @@ class MariaDB:
 class Gateway:
     """``dbslayer serve`` as a user runs it, in a subprocess on a free port."""
 
-    def __init__(self, directory: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.dir = directory
         self.port = free_port()
         self.args = list(args)
+        #: The command that starts the server; ``{port}`` in it is replaced by the port.
+        self.command = command or [sys.executable, "-m", "api.cli", "serve", "--port", "{port}"]
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("XDG_DATA_HOME", str(directory / "xdg"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / f"gateway-{self.port}.log"
         self.url = f"http://127.0.0.1:{self.port}"
+        self.cwd = ROOT
 
-    def start(self) -> "Gateway":
+    def start(self) -> Gateway:
         with open(self.log, "wb") as out:
+            command = [part.replace("{port}", str(self.port)) for part in self.command]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), *self.args],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
+                [*command, *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
             )
         _wait(self._ready, 30, "dbslayer serve", self.log)
         return self
@@ -155,23 +202,32 @@ class Gateway:
                 self.proc.kill()
                 self.proc.wait()
 
-    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 30) -> "Reply":
+    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 30) -> Reply:
         return self.request("GET", path, None, headers, timeout)
 
-    def post(self, path: str, body: bytes, content_type: str = "application/json",
-             timeout: float = 30) -> "Reply":
+    def post(
+        self, path: str, body: bytes, content_type: str = "application/json", timeout: float = 30
+    ) -> Reply:
         return self.request("POST", path, body, {"Content-Type": content_type}, timeout)
 
-    def request(self, method: str, path: str, body: bytes | None,
-                headers: dict[str, str] | None = None, timeout: float = 30) -> "Reply":
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Reply:
+        req = urllib.request.Request(
+            self.url + path, data=body, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return Reply(resp.status, dict(resp.headers), resp.read())
         except urllib.error.HTTPError as e:
             return Reply(e.code, dict(e.headers), e.read())
 
-    def db(self, obj: Any, **kwargs: Any) -> "Reply":
+    def db(self, obj: Any, **kwargs: Any) -> Reply:
         """GET /db with the request object as the URL-encoded JSON query string."""
         from urllib.parse import quote
 

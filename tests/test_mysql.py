@@ -86,16 +86,31 @@ def test_every_column_type_is_encoded_exactly(gateway: Gateway, types_table: str
     assert answer["SERVER"] == "db1"
 
 
+def test_answers_carry_content_length(gateway: Gateway) -> None:
+    """Answers are sent with Content-Length (not chunked), so any HTTP/1.0 client reads them."""
+    reply = gateway.db({"SQL": "SELECT 1"})
+    assert int(reply.headers["Content-Length"]) == len(reply.body)
+    assert "Transfer-Encoding" not in reply.headers
+
+
 def test_control_characters_give_valid_json(gateway: Gateway) -> None:
     """Text with control characters is escaped: the answer is always valid JSON."""
-    reply = gateway.db({"SQL": "SELECT CONCAT('a', CHAR(1 USING utf8mb4), CHAR(31 USING utf8mb4), CHAR(0 USING utf8mb4), 'b') AS s"})
+    reply = gateway.db(
+        {
+            "SQL": "SELECT CONCAT('a', CHAR(1 USING utf8mb4), CHAR(31 USING utf8mb4), CHAR(0 USING utf8mb4), 'b') AS s"
+        }
+    )
     assert json.loads(reply.body)["RESULT"]["ROWS"] == [["a\x01\x1f\x00b"]]
 
 
 def test_zero_rows_keep_header_and_types(gateway: Gateway, types_table: str) -> None:
     """A SELECT with no rows still answers HEADER and TYPES, with ROWS empty."""
     result = sql(gateway, "SELECT i, vc FROM alltypes WHERE 1 = 0")["RESULT"]
-    assert result == {"HEADER": ["i", "vc"], "ROWS": [], "TYPES": ["MYSQL_TYPE_LONG", "MYSQL_TYPE_VAR_STRING"]}
+    assert result == {
+        "HEADER": ["i", "vc"],
+        "ROWS": [],
+        "TYPES": ["MYSQL_TYPE_LONG", "MYSQL_TYPE_VAR_STRING"],
+    }
 
 
 @pytest.fixture
@@ -124,18 +139,27 @@ def test_insert_answers_affected_rows_and_insert_id(gateway: Gateway, people: st
 
 def test_multi_statement_results_in_order(gateway: Gateway, people: str) -> None:
     """Several statements answer RESULT as an array, one element per statement."""
-    answer = sql(gateway, "INSERT INTO people (name) VALUES ('x'); SELECT name FROM people; SELECT 2 AS two")
+    answer = sql(
+        gateway, "INSERT INTO people (name) VALUES ('x'); SELECT name FROM people; SELECT 2 AS two"
+    )
     assert [set(r) for r in answer["RESULT"]] == [
-        {"AFFECTED_ROWS", "INSERT_ID", "SUCCESS"}, {"HEADER", "ROWS", "TYPES"}, {"HEADER", "ROWS", "TYPES"},
+        {"AFFECTED_ROWS", "INSERT_ID", "SUCCESS"},
+        {"HEADER", "ROWS", "TYPES"},
+        {"HEADER", "ROWS", "TYPES"},
     ]
     assert answer["RESULT"][1]["ROWS"] == [["x"]]
     assert answer["RESULT"][2]["ROWS"] == [[2]]
 
 
-def test_error_in_second_statement_is_reported(gateway: Gateway, mariadb: MariaDB, people: str) -> None:
+def test_error_in_second_statement_is_reported(
+    gateway: Gateway, mariadb: MariaDB, people: str
+) -> None:
     """An error in a later statement is answered (not dropped) with the results before it."""
-    answer = sql(gateway, "INSERT INTO people (name) VALUES ('a'); SELECT * FROM missing; "
-                          "INSERT INTO people (name) VALUES ('c')")
+    answer = sql(
+        gateway,
+        "INSERT INTO people (name) VALUES ('a'); SELECT * FROM missing; "
+        "INSERT INTO people (name) VALUES ('c')",
+    )
     assert answer["MYSQL_ERRNO"] == 1146
     assert "missing" in answer["MYSQL_ERROR"]
     assert answer["RESULT"] == [{"AFFECTED_ROWS": 1, "INSERT_ID": 1, "SUCCESS": True}]
@@ -150,10 +174,15 @@ def test_syntax_error_in_first_statement(gateway: Gateway) -> None:
     assert answer["MYSQL_ERRNO"] == 1064 and "syntax" in answer["MYSQL_ERROR"]
 
 
-def test_duplicate_key_is_not_executed_twice(gateway: Gateway, mariadb: MariaDB, people: str) -> None:
+def test_duplicate_key_is_not_executed_twice(
+    gateway: Gateway, mariadb: MariaDB, people: str
+) -> None:
     """A failed write is reported once and never re-run (the reference ran it twice)."""
-    mariadb.sql("CREATE OR REPLACE TABLE audit (n INT); CREATE TRIGGER people_ai BEFORE INSERT ON people "
-                "FOR EACH ROW INSERT INTO audit VALUES (1)", "test")
+    mariadb.sql(
+        "CREATE OR REPLACE TABLE audit (n INT); CREATE TRIGGER people_ai BEFORE INSERT ON people "
+        "FOR EACH ROW INSERT INTO audit VALUES (1)",
+        "test",
+    )
     sql(gateway, "INSERT INTO people (name) VALUES ('dup')")
     answer = sql(gateway, "INSERT INTO people (name) VALUES ('dup')")
     assert answer["MYSQL_ERRNO"] == 1062 and "Duplicate" in answer["MYSQL_ERROR"]
@@ -178,10 +207,17 @@ def test_info_flags(gateway: Gateway, mariadb: MariaDB) -> None:
 
 def test_help_and_debug_return_input(gateway: Gateway) -> None:
     """SLAYER_HELP lists every key; SLAYER_DEBUG_RETURN_INPUT echoes the request."""
-    request = {"SQL": "SELECT 1", "SLAYER_DEBUG_RETURN_INPUT": True, "SLAYER_HELP": True, "extra": [1]}
+    request = {
+        "SQL": "SELECT 1",
+        "SLAYER_DEBUG_RETURN_INPUT": True,
+        "SLAYER_HELP": True,
+        "extra": [1],
+    }
     answer = exact(gateway.db(request))
     assert answer["SLAYER_DEBUG_RETURN_INPUT"] == request
-    assert {"SQL", "SERVER", "FORMAT", "PARAMS", "ROLLBACK_ON_ERROR", "STAT"} <= set(answer["SLAYER_HELP"])
+    assert {"SQL", "SERVER", "FORMAT", "PARAMS", "ROLLBACK_ON_ERROR", "STAT"} <= set(
+        answer["SLAYER_HELP"]
+    )
     assert answer["RESULT"]["ROWS"] == [[1]]
 
 
@@ -189,12 +225,18 @@ def test_params_are_bound_by_the_driver(gateway: Gateway, mariadb: MariaDB, peop
     """PARAMS values are escaped by the driver: an injection attempt is stored as data."""
     evil = "x'); DROP TABLE people; --"
     sql(gateway, "INSERT INTO people (name) VALUES (%s)", PARAMS=[evil])
-    named = sql(gateway, "SELECT name, %(n)s AS n FROM people WHERE name = %(v)s", PARAMS={"v": evil, "n": 5})
+    named = sql(
+        gateway,
+        "SELECT name, %(n)s AS n FROM people WHERE name = %(v)s",
+        PARAMS={"v": evil, "n": 5},
+    )
     assert named["RESULT"]["ROWS"] == [[evil, 5]]
     assert count(mariadb, people) == 1
 
 
-def test_params_mismatch_is_a_400_and_runs_nothing(gateway: Gateway, mariadb: MariaDB, people: str) -> None:
+def test_params_mismatch_is_a_400_and_runs_nothing(
+    gateway: Gateway, mariadb: MariaDB, people: str
+) -> None:
     """PARAMS that do not fit the placeholders answer 400 before anything runs."""
     reply = gateway.db({"SQL": "INSERT INTO people (name) VALUES (%s), (%s)", "PARAMS": ["a"]})
     assert reply.status == 400 and "PARAMS" in reply.json()["ERROR"]
@@ -204,19 +246,27 @@ def test_params_mismatch_is_a_400_and_runs_nothing(gateway: Gateway, mariadb: Ma
 def test_rollback_on_error(gateway: Gateway, mariadb: MariaDB, people: str) -> None:
     """ROLLBACK_ON_ERROR undoes the request's earlier statements when one fails."""
     sql(gateway, "INSERT INTO people (name) VALUES ('dup')")
-    answer = sql(gateway, "INSERT INTO people (name) VALUES ('new'); INSERT INTO people (name) VALUES ('dup')",
-                 ROLLBACK_ON_ERROR=True)
+    answer = sql(
+        gateway,
+        "INSERT INTO people (name) VALUES ('new'); INSERT INTO people (name) VALUES ('dup')",
+        ROLLBACK_ON_ERROR=True,
+    )
     assert answer["MYSQL_ERRNO"] == 1062
     assert answer["ROLLBACK_ON_ERROR"] is True and answer["ROLLBACK_ON_ERROR_SUCCESS"] is True
     assert count(mariadb, people, "name = 'new'") == 0
     ok = sql(gateway, "INSERT INTO people (name) VALUES ('kept')", ROLLBACK_ON_ERROR=True)
     assert "ROLLBACK_ON_ERROR" not in ok and count(mariadb, people, "name = 'kept'") == 1
     # Without the flag each statement commits by itself, as in the reference.
-    sql(gateway, "INSERT INTO people (name) VALUES ('auto'); INSERT INTO people (name) VALUES ('dup')")
+    sql(
+        gateway,
+        "INSERT INTO people (name) VALUES ('auto'); INSERT INTO people (name) VALUES ('dup')",
+    )
     assert count(mariadb, people, "name = 'auto'") == 1
 
 
-def test_transaction_left_open_does_not_leak(gateway: Gateway, mariadb: MariaDB, people: str) -> None:
+def test_transaction_left_open_does_not_leak(
+    gateway: Gateway, mariadb: MariaDB, people: str
+) -> None:
     """A request that opens a transaction and never commits leaves nothing open behind it."""
     sql(gateway, "BEGIN; INSERT INTO people (name) VALUES ('pending')")
     for _ in range(10):  # whichever pooled connection answers, nothing is pending
@@ -230,8 +280,9 @@ def test_post_body_and_plus_decoding(gateway: Gateway) -> None:
     raw = urllib.parse.quote('{"SQL":"SELECT 3 %2B 4 AS s"}', safe='{}":%')
     reply = gateway.get("/db?" + raw.replace("%20", "+"))
     assert exact(reply)["RESULT"]["ROWS"] == [[7]]
-    assert exact(gateway.get('/db?{"SQL":"SELECT+\'a+b\'+AS+x"}'.replace('"', "%22").replace("'", "%27")))[
-        "RESULT"]["ROWS"] == [["a b"]]
+    assert exact(
+        gateway.get('/db?{"SQL":"SELECT+\'a+b\'+AS+x"}'.replace('"', "%22").replace("'", "%27"))
+    )["RESULT"]["ROWS"] == [["a b"]]
 
 
 def test_dbform_get_and_post(gateway: Gateway) -> None:
@@ -255,7 +306,7 @@ def test_formats(gateway: Gateway) -> None:
     py = gateway.db({"SQL": statement, "FORMAT": "python"})
     assert ast.literal_eval(py.body.decode())["RESULT"]["ROWS"] == [[1, "a,b", None, 1.50]]
     php = gateway.db({"SQL": statement, "FORMAT": "php"})
-    assert php.body.startswith(b"a:2:{s:6:\"RESULT\";a:3:{")
+    assert php.body.startswith(b'a:2:{s:6:"RESULT";a:3:{')
     csv = gateway.db({"SQL": statement, "FORMAT": "csv"})
     assert csv.headers["Content-Type"].startswith("text/csv")
     assert csv.body == b'n,s,z,d\r\n1,"a,b",,1.50\r\n'
@@ -277,7 +328,11 @@ def test_formats(gateway: Gateway) -> None:
         ("/db?" + urllib.parse.quote('{"SQL":""}'), 400, "SQL is empty"),
         ("/db?" + urllib.parse.quote('{"FOO":1}'), 400, "SLAYER_HELP"),
         ("/db?" + urllib.parse.quote('{"SQL":"SELECT 1","SERVER":"db1"}'), 400, "SERVER"),
-        ("/db?" + urllib.parse.quote('{"SQL":"SELECT 1","STAT":"yes"}'), 400, "STAT must be true or false"),
+        (
+            "/db?" + urllib.parse.quote('{"SQL":"SELECT 1","STAT":"yes"}'),
+            400,
+            "STAT must be true or false",
+        ),
         ("/db?" + urllib.parse.quote('{"SQL":"SELECT 1","PARAMS":[[1]]}'), 400, "PARAMS"),
         ("/nowhere", 404, "no such path"),
     ],
@@ -311,7 +366,9 @@ def test_oversized_requests_are_refused(gateway: Gateway) -> None:
 def test_large_post_under_the_limit_runs(gateway: Gateway) -> None:
     """A body under the limit (here 500 kB) is accepted and answered."""
     value = "z" * 500_000
-    answer = exact(gateway.post("/db", json.dumps({"SQL": f"SELECT LENGTH('{value}') AS n"}).encode()))
+    answer = exact(
+        gateway.post("/db", json.dumps({"SQL": f"SELECT LENGTH('{value}') AS n"}).encode())
+    )
     assert answer["RESULT"]["ROWS"] == [[500_000]]
 
 
@@ -319,8 +376,12 @@ def test_backend_down_is_503_at_once(gateway_factory: Any) -> None:
     """With its only backend unreachable the gateway answers 503 + Retry-After quickly, no hang."""
     from tests.servers import free_port
 
-    gw = gateway_factory("--backend", f"mysql://root@127.0.0.1:{free_port()}/test?name=gone",
-                         "--connect-timeout", "2")
+    gw = gateway_factory(
+        "--backend",
+        f"mysql://root@127.0.0.1:{free_port()}/test?name=gone",
+        "--connect-timeout",
+        "2",
+    )
     started = time.monotonic()
     reply = gw.db({"SQL": "SELECT 1"})
     assert time.monotonic() - started < 3
@@ -330,7 +391,9 @@ def test_backend_down_is_503_at_once(gateway_factory: Any) -> None:
     assert "unavailable" in answer["ERROR"]
 
 
-def test_restarted_server_is_used_again(tmp_path_factory: pytest.TempPathFactory, gateway_factory: Any) -> None:
+def test_restarted_server_is_used_again(
+    tmp_path_factory: pytest.TempPathFactory, gateway_factory: Any
+) -> None:
     """After a backend restart, pooled connections are pinged and replaced: no request fails."""
     server = MariaDB(tmp_path_factory.mktemp("restart")).start()
     try:
@@ -345,7 +408,9 @@ def test_restarted_server_is_used_again(tmp_path_factory: pytest.TempPathFactory
         server.stop()
 
 
-def test_named_backends_from_option_file(mariadb: MariaDB, gateway_factory: Any, tmp_path: Any) -> None:
+def test_named_backends_from_option_file(
+    mariadb: MariaDB, gateway_factory: Any, tmp_path: Any
+) -> None:
     """--mysql-config with --named: SERVER picks the group; unknown or missing SERVER is a 400."""
     mariadb.sql("CREATE DATABASE IF NOT EXISTS other")
     cnf = tmp_path / "my.cnf"
@@ -355,7 +420,11 @@ def test_named_backends_from_option_file(mariadb: MariaDB, gateway_factory: Any,
     )
     gw = gateway_factory("--mysql-config", str(cnf), "--named", "alpha:beta")
     assert sql(gw, "SELECT DATABASE()", SERVER="beta") == {
-        "RESULT": {"HEADER": ["DATABASE()"], "ROWS": [["other"]], "TYPES": ["MYSQL_TYPE_VAR_STRING"]},
+        "RESULT": {
+            "HEADER": ["DATABASE()"],
+            "ROWS": [["other"]],
+            "TYPES": ["MYSQL_TYPE_VAR_STRING"],
+        },
         "SERVER": "beta",
     }
     assert sql(gw, "SELECT DATABASE()", SERVER="alpha")["RESULT"]["ROWS"] == [["test"]]
@@ -365,3 +434,28 @@ def test_named_backends_from_option_file(mariadb: MariaDB, gateway_factory: Any,
     pool = gateway_factory("--mysql-config", str(cnf), "--servers", "alpha:beta")
     names = {sql(pool, "SELECT DATABASE()")["SERVER"] for _ in range(4)}
     assert names == {"alpha", "beta"}
+
+
+def test_connection_killed_mid_statement_is_502_then_recovers(gateway: Gateway, mariadb: MariaDB) -> None:
+    """A connection killed while a statement runs answers 502 (may have been applied, errno 2013,
+    SERVER); the broken connection is dropped and the next request succeeds."""
+    import threading
+
+    replies: list[Reply] = []
+    worker = threading.Thread(target=lambda: replies.append(gateway.db({"SQL": "SELECT SLEEP(20) AS s"})))
+    worker.start()
+    victim = ""
+    deadline = time.monotonic() + 10
+    while not victim and time.monotonic() < deadline:
+        victim = mariadb.sql("SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(20)%'").strip()
+        time.sleep(0.05)
+    assert victim, "the statement never reached the server"
+    mariadb.sql(f"KILL CONNECTION {victim}")
+    worker.join(15)
+    reply = replies[0]
+    assert reply.status == 502, reply
+    answer = reply.json()
+    assert answer["MYSQL_ERRNO"] in (2013, 2006) and answer["SERVER"] == "db1"
+    assert "may or may not have been applied" in answer["ERROR"]
+    for _ in range(5):
+        assert exact(gateway.db({"SQL": "SELECT 1"}))["RESULT"]["ROWS"] == [[1]]

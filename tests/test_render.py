@@ -124,9 +124,7 @@ def _xml_value(el: ET.Element) -> Any:
 
 def test_xml_exact_bytes_small_answer() -> None:
     """XML has the reference DBSlayer shape, byte for byte."""
-    body = r.render_xml(
-        {"RESULT": {"HEADER": ["a"], "ROWS": [], "TYPES": ["MYSQL_TYPE_LONG"]}}
-    )
+    body = r.render_xml({"RESULT": {"HEADER": ["a"], "ROWS": [], "TYPES": ["MYSQL_TYPE_LONG"]}})
     assert body == (
         b"<object><key>RESULT</key><value><object>"
         b"<key>HEADER</key><value><array><item>a</item></array></value>"
@@ -308,9 +306,7 @@ def test_csv_single_result() -> None:
 
 def test_csv_null_vs_empty_string() -> None:
     """CSV writes NULL as an empty field and an empty string as \"\"."""
-    body = r.render_csv(
-        {"RESULT": {"HEADER": ["a", "b", "c"], "ROWS": [[1, None, ""]]}}
-    )
+    body = r.render_csv({"RESULT": {"HEADER": ["a", "b", "c"], "ROWS": [[1, None, ""]]}})
     assert body == b'a,b,c\r\n1,,""\r\n'
 
 
@@ -362,18 +358,12 @@ def test_csv_multi_results_separated_by_empty_line() -> None:
         "SERVER": "db1",
     }
     body = r.render_csv(answer)
-    assert (
-        body
-        == b"a\r\n1\r\n2\r\n\r\nAFFECTED_ROWS,INSERT_ID,SUCCESS\r\n1,0,true\r\n\r\nb\r\n"
-    )
+    assert body == b"a\r\n1\r\n2\r\n\r\nAFFECTED_ROWS,INSERT_ID,SUCCESS\r\n1,0,true\r\n\r\nb\r\n"
 
 
 def test_csv_statement_without_rows() -> None:
     """CSV of an AFFECTED_ROWS result is its header and one line of values."""
-    assert (
-        r.render_csv({"RESULT": AFFECTED})
-        == b"AFFECTED_ROWS,INSERT_ID,SUCCESS\r\n1,0,true\r\n"
-    )
+    assert r.render_csv({"RESULT": AFFECTED}) == b"AFFECTED_ROWS,INSERT_ID,SUCCESS\r\n1,0,true\r\n"
 
 
 @pytest.mark.parametrize(
