@@ -433,7 +433,7 @@ class SQLiteBackend:
     def _execute(self, conn: sqlite3.Connection, request: Request) -> Answer:
         answer = Answer(server=self.name)
         if request.sql is not None:
-            statements = split_statements(request.sql)
+            statements = split_statements(request.sql, "sqlite")
             if request.params is not None and len(statements) > 1:
                 raise ParamsMismatch("PARAMS apply to a single statement", server=self.name)
             if request.rollback_on_error:
@@ -467,7 +467,7 @@ class SQLiteBackend:
         cursor = conn.cursor()
         try:
             args = () if params is None else params
-            cursor.execute(to_qmark(statement) if params is not None else statement, args)
+            cursor.execute(to_qmark(statement, "sqlite") if params is not None else statement, args)
             if cursor.description is not None:
                 rows = cursor.fetchall()
                 types = [

@@ -59,7 +59,7 @@ def choose_backend(
             "SERVER picks a backend only where backends are named (start the gateway with "
             '--named or mode = "named"); leave it out'
         )
-    if not request.needs_backend:
+    if not request.needs_backend and request.server is None:
         return None
     if mode == "named":
         names = ", ".join(sorted(by_name))
@@ -68,7 +68,7 @@ def choose_backend(
         backend = by_name.get(request.server)
         if backend is None:
             raise RequestError(f"unknown SERVER {request.server!r}; one of: {names}")
-        return backend
+        return backend if request.needs_backend else None
     return next(turns)
 
 

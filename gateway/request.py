@@ -7,6 +7,7 @@ is not a valid request raises :class:`RequestError` with a message that says wha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -173,6 +174,8 @@ def _json_kind(value: Any) -> str:
         return "a string"
     if isinstance(value, list):
         return "an array"
+    if isinstance(value, dict):
+        return "an object"
     return type(value).__name__
 
 
@@ -200,7 +203,7 @@ def _positive_number(obj: dict[str, Any], key: str, allow_zero: bool = False) ->
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RequestError(f"{key} must be a number, got {_json_kind(value)}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
+    if value < 0 or (value == 0 and not allow_zero) or not math.isfinite(value):
         raise RequestError(f"{key} must be a positive number, got {value}")
     return float(value)
 
@@ -223,5 +226,12 @@ def _params(value: Any) -> tuple[Any, ...] | dict[str, Any] | None:
         if not isinstance(item, _SCALARS):
             raise RequestError(
                 f"PARAMS values must be strings, numbers, booleans or null, got {_json_kind(item)}"
+            )
+        if isinstance(item, float) and item.is_integer() and abs(item) >= 2**63:
+            # The JSON parser keeps integers exact up to 64 bits and turns wider ones into
+            # floats: binding one would silently change its digits.
+            raise RequestError(
+                "a PARAMS number is too large to bind exactly; send it as a string, e.g. "
+                '"123456789012345678901234567890"'
             )
     return result

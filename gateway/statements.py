@@ -3,7 +3,8 @@
 MySQL backends receive the SQL text whole (the server splits it and returns one result per
 statement); the SQLite backend runs one statement at a time, so it splits here. Quotes
 (``'``, ``"``, backticks), ``--``/``#`` line comments and ``/* */`` block comments are
-respected: a ``;`` inside them does not end a statement.
+respected: a ``;`` inside them does not end a statement. The ``mysql`` dialect also knows
+backslash escapes in strings and ``#`` comments; the ``sqlite`` dialect has neither.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-_TOKEN = re.compile(
+_MYSQL = re.compile(
     r"""
       (?P<quoted> '(?:[^'\\]|\\.|'')*'? | "(?:[^"\\]|\\.|"")*"? | `(?:[^`]|``)*`? )
     | (?P<comment> --[^\n]*\n? | \#[^\n]*\n? | /\*.*?(?:\*/|$) )
@@ -21,36 +22,47 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+_SQLITE = re.compile(
+    r"""
+      (?P<quoted> '(?:[^']|'')*'? | "(?:[^"]|"")*"? | `(?:[^`]|``)*`? | \[[^\]]*\]? )
+    | (?P<comment> --[^\n]*\n? | /\*.*?(?:\*/|$) )
+    | (?P<placeholder> %\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)s | %s | %% )
+    | (?P<semicolon> ; )
+    | (?P<other> [^'"`\[\-/%;]+ | . )
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_DIALECTS = {"mysql": _MYSQL, "sqlite": _SQLITE}
 
 
-def _tokens(sql: str) -> Iterator[re.Match[str]]:
-    return _TOKEN.finditer(sql)
+def _tokens(sql: str, dialect: str = "mysql") -> Iterator[re.Match[str]]:
+    return _DIALECTS[dialect].finditer(sql)
 
 
-def split_statements(sql: str) -> list[str]:
+def split_statements(sql: str, dialect: str = "mysql") -> list[str]:
     """Split SQL text at top-level semicolons; empty statements are dropped."""
     statements: list[str] = []
     current: list[str] = []
-    for token in _tokens(sql):
+    for token in _tokens(sql, dialect):
         if token.lastgroup == "semicolon":
             statements.append("".join(current))
             current = []
         else:
             current.append(token.group(0))
     statements.append("".join(current))
-    return [s.strip() for s in statements if _has_code(s)]
+    return [s.strip() for s in statements if _has_code(s, dialect)]
 
 
-def _has_code(statement: str) -> bool:
+def _has_code(statement: str, dialect: str) -> bool:
     """True when a statement holds something besides whitespace and comments."""
-    return any(t.lastgroup != "comment" and t.group(0).strip() for t in _tokens(statement))
+    return any(t.lastgroup != "comment" and t.group(0).strip() for t in _tokens(statement, dialect))
 
 
-def to_qmark(statement: str) -> str:
+def to_qmark(statement: str, dialect: str = "mysql") -> str:
     """Rewrite ``%s`` to ``?``, ``%(name)s`` to ``:name`` and ``%%`` to ``%`` outside quotes
     and comments, for drivers whose paramstyle is qmark/named (sqlite3)."""
     out: list[str] = []
-    for token in _tokens(statement):
+    for token in _tokens(statement, dialect):
         if token.lastgroup == "placeholder":
             text = token.group(0)
             if text == "%s":

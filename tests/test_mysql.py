@@ -436,18 +436,24 @@ def test_named_backends_from_option_file(
     assert names == {"alpha", "beta"}
 
 
-def test_connection_killed_mid_statement_is_502_then_recovers(gateway: Gateway, mariadb: MariaDB) -> None:
+def test_connection_killed_mid_statement_is_502_then_recovers(
+    gateway: Gateway, mariadb: MariaDB
+) -> None:
     """A connection killed while a statement runs answers 502 (may have been applied, errno 2013,
     SERVER); the broken connection is dropped and the next request succeeds."""
     import threading
 
     replies: list[Reply] = []
-    worker = threading.Thread(target=lambda: replies.append(gateway.db({"SQL": "SELECT SLEEP(20) AS s"})))
+    worker = threading.Thread(
+        target=lambda: replies.append(gateway.db({"SQL": "SELECT SLEEP(20) AS s"}))
+    )
     worker.start()
     victim = ""
     deadline = time.monotonic() + 10
     while not victim and time.monotonic() < deadline:
-        victim = mariadb.sql("SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(20)%'").strip()
+        victim = mariadb.sql(
+            "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(20)%'"
+        ).strip()
         time.sleep(0.05)
     assert victim, "the statement never reached the server"
     mariadb.sql(f"KILL CONNECTION {victim}")

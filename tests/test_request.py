@@ -234,10 +234,6 @@ def test_parse_request_sql_wrong_type(value: Any, kind: str) -> None:
     assert refused({"SQL": value}) == f"SQL must be a string, got {kind}"
 
 
-@pytest.mark.xfail(
-    reason="_json_kind names a JSON object by its Python type ('dict'), not 'an object'",
-    strict=True,
-)
 def test_parse_request_sql_object_named_in_json_terms() -> None:
     """SQL given as a JSON object is refused with 'an object', not a Python type name."""
     assert refused({"SQL": {"q": "SELECT 1"}}) == "SQL must be a string, got an object"
@@ -413,10 +409,6 @@ def test_parse_request_params_nested_refused(params: Any) -> None:
     assert message.startswith("PARAMS values must be strings, numbers, booleans or null, got ")
 
 
-@pytest.mark.xfail(
-    reason="_json_kind names a JSON object by its Python type ('dict'), not 'an object'",
-    strict=True,
-)
 def test_parse_request_params_nested_object_named_in_json_terms() -> None:
     """A nested object in PARAMS is reported as 'an object', not a Python type name."""
     message = refused({"SQL": "SELECT %s", "PARAMS": [{"a": 1}]})
@@ -436,11 +428,6 @@ def test_parse_request_params_without_sql(params: Any) -> None:
     assert refused({"PARAMS": params, "STAT": True}) == "PARAMS needs SQL"
 
 
-@pytest.mark.xfail(
-    reason="orjson turns integers beyond 64 bits into floats; the parameter silently loses "
-    "digits instead of staying exact or being refused",
-    strict=True,
-)
 def test_parse_request_params_huge_integer_not_rounded() -> None:
     """A PARAMS integer beyond 64 bits is either kept exact or refused, never rounded."""
     big = 123456789012345678901234567890

@@ -215,3 +215,17 @@ def test_to_qmark_preserves_everything_else() -> None:
     """Text without placeholders comes back identical, quotes and comments included."""
     sql = "SELECT 'a;b', \"c\", `d` -- e\n/* f */ # g\n"
     assert to_qmark(sql) == sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT 'a\\'; SELECT 2", ["SELECT 'a\\'", "SELECT 2"]),
+        ("SELECT 1 # not a comment; SELECT 2", ["SELECT 1 # not a comment", "SELECT 2"]),
+        ("SELECT [odd;name] FROM t; SELECT 2", ["SELECT [odd;name] FROM t", "SELECT 2"]),
+        ("SELECT 'it''s;'; SELECT 2 -- c;\n", ["SELECT 'it''s;'", "SELECT 2 -- c;"]),
+    ],
+)
+def test_split_sqlite_dialect(sql: str, expected: list[str]) -> None:
+    """In SQLite a backslash does not escape a quote, # is no comment and [x] quotes a name."""
+    assert split_statements(sql, "sqlite") == expected
