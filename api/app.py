@@ -15,8 +15,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from api.http import not_allowed, not_found
 from api.render import CsvNotApplicable, render
 from gateway.backends import GatewayError
+from gateway.classify import count_kinds
 from gateway.request import (
     Request,
     RequestError,
@@ -84,20 +86,11 @@ class GatewayApp:
 
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Failure) -> bytes:
-        path = request.path.decode("utf-8", "replace")
-        return self._error(
-            request, 404, {"ERROR": f"no such path {path}; DBSlayer requests go to /db or /dbform"}
-        )
+        return not_found(request, "DBSlayer requests go to /db or /dbform")
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request: Any, failure: Failure) -> bytes:
-        allowed = getattr(failure.value, "valid_methods", None) or []
-        if allowed:
-            request.setHeader(b"Allow", ", ".join(allowed).encode())
-        method = request.method.decode("ascii", "replace")
-        return self._error(
-            request, 405, {"ERROR": f"method {method} not allowed here; use {', '.join(allowed)}"}
-        )
+        return not_allowed(request, failure)
 
     # ----------------------------------------------------------------- helpers
 
@@ -122,10 +115,18 @@ class GatewayApp:
         return body
 
     def _run(self, request: Any, parsed: Request) -> Deferred[Any]:
+        if parsed.sql is not None:
+            request.statement_kinds = count_kinds(parsed.sql)
         d: Deferred[Any] = self.executor.execute(parsed)
-        d.addCallback(lambda answer: self._answer(request, answer.to_wire(), parsed.format, 200))
+        d.addCallback(self._answered, request, parsed)
         d.addErrback(self._failed, request, parsed)
         return d
+
+    def _answered(self, answer: Answer, request: Any, parsed: Request) -> bytes:
+        if answer.error is not None:
+            request.sql_error = True
+            request.error_message = f"{answer.error.errno}: {answer.error.message}"
+        return self._answer(request, answer.to_wire(), parsed.format, 200)
 
     def _failed(self, failure: Failure, request: Any, parsed: Request) -> bytes:
         error = failure.value
@@ -149,6 +150,7 @@ class GatewayApp:
         return body
 
     def _error(self, request: Any, status: int, wire: dict[str, Any], fmt: str = "json") -> bytes:
+        request.error_message = wire.get("ERROR")
         return self._answer(request, wire, fmt, status)
 
 

@@ -6,13 +6,19 @@ limit, 413 for a body over it (refused as soon as ``Content-Length`` says so; a 
 is read and dropped past the limit, then refused). After refusing, the channel keeps reading
 and discarding what the client still sends for a moment (a "lingering close"), so the client
 reads the answer instead of a connection reset.
+
+The site also keeps the request lifecycle: each request's start time, the count of requests in
+flight (for a shutdown that drains them), a 503 for requests that arrive while draining, and a
+hook called when a request is finished or refused (statistics and the access log).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+from twisted.internet.defer import Deferred
 from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request, Site
 
@@ -24,10 +30,36 @@ def error_body(message: str) -> bytes:
 
 
 class GatewayRequest(Request):
-    """A request that drops body bytes past the size limit instead of buffering them."""
+    """A request that drops body bytes past the size limit instead of buffering them, knows
+    when it started, and is counted in flight by its site."""
 
     body_too_large = False
     _body_bytes = 0
+    #: Reactor time when the request was received (headers and body read).
+    started: float = 0.0
+    #: Error message of the answer, if it is an error (set by the app, read for statistics).
+    error_message: str | None = None
+    #: True when the answer carries an SQL error (HTTP 200, reference behaviour).
+    sql_error = False
+    #: Statements by kind, e.g. {"read": 1} (set by the app for /db requests).
+    statement_kinds: dict[str, int] | None = None
+
+    def process(self) -> None:
+        site: Any = self.channel.site  # type: ignore[attr-defined]
+        self.started = site.clock.seconds()
+        if site.draining:
+            self.setResponseCode(503)
+            self.setHeader(b"Content-Type", b"application/json")
+            self.setHeader(b"Retry-After", b"1")
+            self.setHeader(b"Connection", b"close")
+            body = error_body("the gateway is shutting down; retry on another instance")
+            self.error_message = "shutting down"
+            self.setHeader(b"Content-Length", b"%d" % len(body))
+            self.write(body)
+            self.finish()
+            return
+        site.track(self)
+        super().process()
 
     def handleContentChunk(self, data: bytes) -> None:
         self._body_bytes += len(data)
@@ -72,6 +104,9 @@ class GatewayChannel(HTTPChannel):
         """Answer with a JSON error, stop reading requests, close after a lingering moment."""
         if self._linger is not None:
             return
+        site = getattr(self, "site", None)
+        if site is not None and site.on_refused is not None:
+            site.on_refused(self, status, message)
         body = error_body(message)
         reason = RESPONSES.get(status, b"Error")
         transport: Any = self.transport
@@ -98,14 +133,82 @@ class GatewayChannel(HTTPChannel):
 
 
 class GatewaySite(Site):
-    """A Site that builds GatewayChannels and GatewayRequests."""
+    """A Site that builds GatewayChannels and GatewayRequests and keeps their lifecycle."""
 
     displayTracebacks = False
     requestFactory = GatewayRequest
 
-    def __init__(self, resource: Any, max_request_bytes: int, **kwargs: Any) -> None:
-        super().__init__(resource, **kwargs)
+    def __init__(self, resource: Any, max_request_bytes: int, clock: Any, **kwargs: Any) -> None:
+        super().__init__(resource, reactor=clock, **kwargs)
         self.max_request_bytes = max_request_bytes
+        self.clock = clock
+        self.draining = False
+        #: Called with each finished request (statistics, access log).
+        self.on_finished: Callable[[GatewayRequest], None] | None = None
+        #: Called with (channel, status, message) when the channel refuses a request.
+        self.on_refused: Callable[[GatewayChannel, int, str], None] | None = None
+        self.in_flight = 0
+        self._idle: list[Deferred[None]] = []
 
     def protocol(self) -> GatewayChannel:  # type: ignore[override]
         return GatewayChannel(self.max_request_bytes)
+
+    def log(self, request: Any) -> None:
+        """Called by Twisted when a request is finished: hand it to the recorder."""
+        if self.on_finished is not None:
+            self.on_finished(request)
+
+    def track(self, request: GatewayRequest) -> None:
+        """Count a request in flight until it is finished or its client goes away."""
+        self.in_flight += 1
+        request.notifyFinish().addBoth(self._untrack)
+
+    def _untrack(self, _: object) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(None)
+
+    def wait_idle(self) -> Deferred[None]:
+        """Fires when no request is in flight."""
+        if self.in_flight == 0:
+            d: Deferred[None] = Deferred()
+            d.callback(None)
+            return d
+        d = Deferred()
+        self._idle.append(d)
+        return d
+
+
+def json_error(request: Any, status: int, message: str, **extra: Any) -> bytes:
+    """Set status and headers of a JSON error answer and return its body."""
+    body = orjson.dumps({"ERROR": message, **extra})
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    if hasattr(request, "error_message"):
+        request.error_message = message
+    return body
+
+
+def json_answer(request: Any, value: Any, status: int = 200) -> bytes:
+    """Set status and headers of a JSON answer and return its body."""
+    body = orjson.dumps(value)
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    return body
+
+
+def not_found(request: Any, hint: str) -> bytes:
+    path = request.path.decode("utf-8", "replace")
+    return json_error(request, 404, f"no such path {path}; {hint}")
+
+
+def not_allowed(request: Any, failure: Any) -> bytes:
+    allowed = getattr(failure.value, "valid_methods", None) or []
+    if allowed:
+        request.setHeader(b"Allow", ", ".join(allowed).encode())
+    method = request.method.decode("ascii", "replace")
+    return json_error(request, 405, f"method {method} not allowed here; use {', '.join(allowed)}")

@@ -1,41 +1,60 @@
 """Service assembly: the gateway as a Twisted ``MultiService`` (used by ``dbslayer serve``,
-the twistd plugin and ``conf/dbslayer.tac``)."""
+the twistd plugin and ``conf/dbslayer.tac``).
+
+Stopping (``/shutdown``, SIGTERM, twistd) drains: new requests get 503, the listeners close,
+requests in flight finish (bounded by ``drain_timeout``), then the pools close.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+import sys
+from typing import IO, Any
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, inlineCallbacks
+from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 
+from api.admin import ADMIN_SEGMENTS, AdminApp
 from api.app import GatewayApp
 from api.http import GatewaySite
+from api.observe import RequestRecorder
 from conf.settings import BackendSpec, Settings
 from gateway.backends import open_backend
 from gateway.demo import ensure_demo_database
 from gateway.executor import Executor
+from stats.core import GatewayStats
 
 log = Logger()
 
+#: Pause after the last request in flight finished, so its answer leaves the socket buffers.
+FLUSH_SECONDS = 0.1
 
-class BackendsService(Service):
-    """Owns the backends' pools: they start with the reactor and are closed on stop."""
 
-    def __init__(self, executor: Executor) -> None:
-        self.setName("backends")
-        self.executor = executor
+class MainResource(Resource):
+    """The main port: DBSlayer routes, and the admin routes where they are enabled there."""
 
-    def stopService(self) -> None:
-        super().stopService()
-        self.executor.close()
+    isLeaf = True
+
+    def __init__(self, gateway: Any, admin: Any | None) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.admin = admin
+
+    def render(self, request: Any) -> Any:
+        first = request.postpath[0] if request.postpath else b""
+        if self.admin is not None and first in ADMIN_SEGMENTS:
+            return self.admin.render(request)
+        return self.gateway.render(request)
 
 
 class HTTPService(Service):
-    """Listens on the configured address; ``port`` is the listening port once started."""
+    """Listens on one address; ``port`` is the listening port once started."""
 
-    def __init__(self, site: GatewaySite, host: str, port: int, reactor: Any) -> None:
-        self.setName("http")
+    def __init__(self, name: str, site: GatewaySite, host: str, port: int, reactor: Any) -> None:
+        self.setName(name)
         self.site = site
         self.host = host
         self.requested_port = port
@@ -49,9 +68,11 @@ class HTTPService(Service):
     def startService(self) -> None:
         self.listening = self.reactor.listenTCP(self.requested_port, self.site, interface=self.host)
         super().startService()
+        host = f"[{self.host}]" if ":" in self.host else self.host
         log.info(
-            "dbslayer listening on http://{host}:{port}/db",
-            host=_url_host(self.host),
+            "dbslayer {name} listening on http://{host}:{port}/",
+            name=self.name,
+            host=host,
             port=self.port,
         )
 
@@ -63,7 +84,56 @@ class HTTPService(Service):
         return None
 
 
-def make_service(settings: Settings, reactor: Any = None) -> MultiService:
+class GatewayService(MultiService):
+    """The whole gateway; stops in order: refuse new requests, close listeners, drain, close
+    the pools."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        sites: list[GatewaySite],
+        drain_timeout: float,
+        reactor: Any,
+        access_log: IO[str] | None,
+    ) -> None:
+        super().__init__()
+        self.executor = executor
+        self.sites = sites
+        self.drain_timeout = drain_timeout
+        self.reactor = reactor
+        self.access_log = access_log
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        for site in self.sites:
+            site.draining = True
+        in_flight = sum(site.in_flight for site in self.sites)
+        log.info(
+            "dbslayer stopping: {n} request(s) in flight, waiting up to {t} s",
+            n=in_flight,
+            t=self.drain_timeout,
+        )
+        yield super().stopService()  # the listeners close; connections stay open
+        idle = DeferredList([site.wait_idle() for site in self.sites], fireOnOneErrback=True)
+        idle.addTimeout(self.drain_timeout, self.reactor)
+        try:
+            yield idle
+        except (CancelledError, TimeoutError):
+            log.warn(
+                "dbslayer stopping with {n} request(s) still in flight after {t} s",
+                n=sum(site.in_flight for site in self.sites),
+                t=self.drain_timeout,
+            )
+        pause: Deferred[None] = Deferred()
+        self.reactor.callLater(FLUSH_SECONDS, pause.callback, None)
+        yield pause
+        self.executor.close()
+        if self.access_log is not None and self.access_log is not sys.stdout:
+            self.access_log.close()
+        log.info("dbslayer stopped")
+
+
+def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
     """Everything the gateway runs, as one MultiService."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -94,19 +164,64 @@ def make_service(settings: Settings, reactor: Any = None) -> MultiService:
     ]
     for spec in specs:
         log.info("backend {name}: {dsn}", name=spec.name, dsn=spec.display())
-    executor = Executor(backends, mode)
-    app = GatewayApp(executor, settings.max_request_bytes)
-    site = GatewaySite(app.resource(), settings.max_request_bytes, reactor=reactor)
-    if not _is_loopback(settings.host):
-        log.warn(
-            "WARNING: listening on {host}, which is not a loopback address, and authentication "
-            "is off: anyone who can reach this port can run any SQL on the backends.",
-            host=settings.host,
+    stats = GatewayStats(
+        reactor, buckets=settings.stats_buckets, bucket_seconds=settings.stats_bucket_seconds
+    )
+    executor = Executor(backends, mode, stats=stats, clock=reactor)
+    stats.backend_info = executor.backend_info
+
+    access_log = _open_access_log(settings.access_log)
+    recorder = RequestRecorder(stats, reactor, access_log)
+    gateway = GatewayApp(executor, settings.max_request_bytes)
+    sites: list[GatewaySite] = []
+
+    def shutdown() -> None:
+        log.info("dbslayer: shutdown requested over HTTP")
+        reactor.callLater(0, reactor.stop)
+
+    def readiness() -> Deferred[dict[str, str]]:
+        d = executor.check()
+        d.addTimeout(
+            settings.connect_timeout + 1, reactor, onTimeoutCancel=lambda *_: dict(executor.states)
         )
-    top = MultiService()
-    BackendsService(executor).setServiceParent(top)
-    HTTPService(site, settings.host, settings.port, reactor).setServiceParent(top)
+        return d
+
+    admin = AdminApp(stats, readiness, shutdown, settings.drain_timeout)
+    stats.in_flight = lambda: sum(site.in_flight for site in sites)
+
+    def site_for(resource: Any) -> GatewaySite:
+        site = GatewaySite(resource, settings.max_request_bytes, reactor)
+        site.on_finished = recorder.finished
+        site.on_refused = recorder.refused
+        sites.append(site)
+        return site
+
+    top = GatewayService(executor, sites, settings.drain_timeout, reactor, access_log)
+    main = MainResource(
+        gateway.resource(), admin.resource() if settings.admin_on_main_port else None
+    )
+    HTTPService("http", site_for(main), settings.host, settings.port, reactor).setServiceParent(top)
+    if settings.admin_port:
+        HTTPService(
+            "admin", site_for(admin.resource()), settings.admin_host, settings.admin_port, reactor
+        ).setServiceParent(top)
+    for host in {settings.host} | ({settings.admin_host} if settings.admin_port else set()):
+        if not _is_loopback(host):
+            log.warn(
+                "WARNING: listening on {host}, which is not a loopback address, and "
+                "authentication is off: anyone who can reach this port can run any SQL "
+                "on the backends.",
+                host=host,
+            )
     return top
+
+
+def _open_access_log(path: str) -> IO[str] | None:
+    if not path:
+        return None
+    if path == "-":
+        return sys.stdout
+    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by GatewayService
 
 
 def _is_loopback(host: str) -> bool:
@@ -116,7 +231,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-SECTIONS = ("server", "database")
+SECTIONS = ("server", "admin", "stats", "database")
 MODES = ("auto", "pool", "primary-replica", "named")
 ENV_PREFIX = "DBSLAYER_"
 _META = "dbslayer"
@@ -91,7 +91,7 @@ class SettingMeta:
     section: str
     flag: str
     help: str
-    kind: str = "str"  # str | choice | groups | path | int | float | list
+    kind: str = "str"  # str | choice | groups | path | int | float | list | bool
     low: int | None = None
     high: int | None = None
     shown_default: str | None = None
@@ -108,6 +108,9 @@ class SettingMeta:
             if ok and self.high is not None and value > self.high:  # type: ignore[operator]
                 ok = False
             return None if ok else f"must be an integer {self._range()}, got {value!r}"
+        if self.kind == "bool":
+            ok = isinstance(value, bool)
+            return None if ok else f"must be true or false, got {value!r}"
         if self.kind == "float":
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             ok = ok and math.isfinite(value) and value > 0  # type: ignore[arg-type,operator]
@@ -137,6 +140,13 @@ class SettingMeta:
             return tuple(text.split())
         if self.kind == "int" and re.fullmatch(r"\s*[+-]?\d+\s*", text):
             return int(text)
+        if self.kind == "bool":
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            return text
         if self.kind == "float":
             try:
                 return float(text)
@@ -240,6 +250,57 @@ class Settings:
         kind="int",
         low=1024,
     )
+    drain_timeout: float = _setting(
+        30.0,
+        "server",
+        "--drain-timeout",
+        "seconds a shutdown waits for requests in flight before closing",
+        kind="float",
+    )
+    access_log: str = _setting(
+        "",
+        "server",
+        "--access-log",
+        "access log in common log format plus microseconds to serve: a file, or - for stdout",
+        shown_default="off",
+    )
+    admin_port: int = _setting(
+        0,
+        "admin",
+        "--admin-port",
+        "also serve /stats, /metrics, /health, /ready and /shutdown on this port (0 = off)",
+        kind="int",
+        low=0,
+        high=65535,
+    )
+    admin_host: str = _setting(
+        "127.0.0.1", "admin", "--admin-host", "address of the admin listener"
+    )
+    admin_on_main_port: bool = _setting(
+        True,
+        "admin",
+        "--admin-on-main-port",
+        "serve the admin routes on the main port too (true/false; false needs admin_port)",
+        kind="bool",
+    )
+    stats_buckets: int = _setting(
+        1440,
+        "stats",
+        "--stats-buckets",
+        "buckets of the /stats throughput ring (hits, slices)",
+        kind="int",
+        low=1,
+        high=100000,
+    )
+    stats_bucket_seconds: int = _setting(
+        60,
+        "stats",
+        "--stats-bucket-seconds",
+        "seconds per bucket of the /stats throughput ring",
+        kind="int",
+        low=1,
+        high=86400,
+    )
     backends: tuple[str, ...] = _setting(
         (),
         "database",
@@ -325,6 +386,13 @@ class Settings:
     )
 
     def __attrs_post_init__(self) -> None:
+        if not self.admin_on_main_port and not self.admin_port:
+            raise SettingError(
+                "admin_on_main_port",
+                "can be false only when admin_port is set, or /stats and /shutdown "
+                "would be served nowhere",
+                related=("admin_port",),
+            )
         if self.pool_min > self.pool_max:
             raise SettingError(
                 "pool_min",

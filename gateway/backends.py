@@ -89,6 +89,9 @@ class Backend(Protocol):
     name: str
     spec: BackendSpec
 
+    @property
+    def pool(self) -> BackendPool: ...
+
     def execute(self, request: Request) -> Deferred[Answer]: ...
 
     def close(self) -> None: ...
@@ -113,8 +116,29 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
         self._is_broken = is_broken
         super().__init__(dbapi_name, *args, **kwargs)
 
+    #: Interactions running or waiting for a pool thread (counted in the reactor thread).
+    in_use = 0
+
     def run(self, func: Callable[..., T], *args: Any) -> Deferred[T]:
-        return threads.deferToThreadPool(self._reactor, self.threadpool, self._run, func, *args)
+        self.in_use += 1
+        d = threads.deferToThreadPool(self._reactor, self.threadpool, self._run, func, *args)
+        d.addBoth(self._done)
+        return d
+
+    def _done(self, result: T) -> T:
+        self.in_use -= 1
+        return result
+
+    def info(self) -> dict[str, int]:
+        """Connections in use and idle, and the most this pool opens."""
+        opened = len(self.connections)
+        return {"in_use": self.in_use, "idle": max(0, opened - self.in_use), "max": self.max}
+
+    def check(self) -> Deferred[bool]:
+        """True when a connection can be had and answers a ping; never fails."""
+        d = self.run(lambda conn: True)
+        d.addErrback(lambda _: False)
+        return d
 
     def _run(self, func: Callable[..., T], *args: Any) -> T:
         conn = self.checkout()

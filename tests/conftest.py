@@ -35,8 +35,10 @@ def gateway_factory(tmp_path: Path) -> Iterator[object]:
     """Start gateways with custom arguments; all are stopped after the test."""
     started: list[Gateway] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Gateway:
-        gw = Gateway(tmp_path, *args, env=env).start()
+    def start(*args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> Gateway:
+        if host != "127.0.0.1":
+            args = (*args, "--host", host)
+        gw = Gateway(tmp_path, *args, env=env, host=host).start()
         started.append(gw)
         return gw
 

@@ -155,6 +155,7 @@ class Gateway:
         *args: str,
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.dir = directory
         self.port = free_port()
@@ -165,7 +166,8 @@ class Gateway:
         self.env.setdefault("XDG_DATA_HOME", str(directory / "xdg"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / f"gateway-{self.port}.log"
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.url = f"http://{host}:{self.port}"
         self.cwd = ROOT
 
     def start(self) -> Gateway:
@@ -185,7 +187,7 @@ class Gateway:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.output()}")
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with socket.create_connection((self.host, self.port), timeout=0.5):
                 return True
         except OSError:
             return False

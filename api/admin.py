@@ -1,0 +1,122 @@
+"""Admin routes: monitoring (``/stats``, ``/stats/log``, ``/stats/error(s)``, ``/metrics``),
+probes (``/health``, ``/ready``) and ``/shutdown`` for loopback callers only.
+
+They are served on the main port (as the reference did) and, with ``--admin-port``, on a
+listener of their own, so operators can keep the admin plane off the public port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from api.http import json_answer, json_error, not_allowed, not_found
+from stats.core import GatewayStats
+from stats.prometheus import render_metrics
+
+#: First path segments that belong to the admin routes.
+ADMIN_SEGMENTS = frozenset({b"stats", b"metrics", b"health", b"ready", b"shutdown"})
+
+
+def is_loopback_peer(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything else."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+class AdminApp:
+    """Monitoring, probes and shutdown; state through the constructor."""
+
+    app = Klein()
+
+    def __init__(
+        self,
+        stats: GatewayStats,
+        readiness: Callable[[], Deferred[dict[str, str]]],
+        shutdown: Callable[[], None],
+        drain_timeout: float,
+    ) -> None:
+        self.stats = stats
+        self.readiness = readiness
+        self.shutdown = shutdown
+        self.drain_timeout = drain_timeout
+
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    @app.route("/stats", methods=["GET"])
+    def stats_(self, request: Any) -> bytes:
+        """The reference keys plus the extension figures."""
+        return json_answer(request, self.stats.snapshot())
+
+    @app.route("/stats/log", methods=["GET"])
+    def stats_log(self, request: Any) -> bytes:
+        """The last requests, oldest first."""
+        return json_answer(request, self.stats.log_entries())
+
+    @app.route("/stats/error", methods=["GET"])
+    @app.route("/stats/errors", methods=["GET"])
+    def stats_errors(self, request: Any) -> bytes:
+        """The last errors, oldest first."""
+        return json_answer(request, self.stats.error_entries())
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: Any) -> bytes:
+        """Prometheus text exposition of the same figures."""
+        body, content_type = render_metrics(self.stats)
+        request.setHeader(b"Content-Type", content_type.encode())
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        return body
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request: Any) -> bytes:
+        """Liveness: the process answers."""
+        snapshot = self.stats.snapshot()
+        return json_answer(request, {"status": "ok", "uptime_seconds": snapshot["uptime_seconds"]})
+
+    @app.route("/ready", methods=["GET"])
+    def ready(self, request: Any) -> Deferred[bytes]:
+        """Readiness: at least one backend answers; 503 with Retry-After otherwise."""
+
+        def answer(states: dict[str, str]) -> bytes:
+            ready = any(state == "up" for state in states.values())
+            if not ready:
+                request.setHeader(b"Retry-After", b"1")
+            return json_answer(request, {"ready": ready, "backends": states}, 200 if ready else 503)
+
+        return self.readiness().addCallback(answer)
+
+    @app.route("/shutdown", methods=["GET", "POST"])
+    def shutdown_(self, request: Any) -> bytes:
+        """Stop the gateway, for loopback peers only: answer, drain, exit 0."""
+        peer = getattr(request.getClientAddress(), "host", "")
+        if not is_loopback_peer(peer):
+            return json_error(
+                request, 403, "shutdown is allowed from the gateway's own host (loopback) only"
+            )
+        site = getattr(getattr(request, "channel", None), "site", None)
+        in_flight = max(0, getattr(site, "in_flight", 1) - 1)
+        request.notifyFinish().addBoth(lambda _: self.shutdown())
+        return json_answer(
+            request,
+            {"shutting_down": True, "in_flight": in_flight, "drain_timeout": self.drain_timeout},
+        )
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: Any, failure: Failure) -> bytes:
+        return not_found(request, "admin routes are /stats, /metrics, /health, /ready, /shutdown")
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(self, request: Any, failure: Failure) -> bytes:
+        return not_allowed(request, failure)

@@ -1,0 +1,231 @@
+"""``GatewayStats``: the one object the HTTP layer and the executor report into.
+
+It keeps the reference DBSlayer figures (throughput ring, total requests, the last requests and
+errors) and the extension figures (rates, latency percentiles, status and error counts,
+statements by kind, per-backend counters merged with live backend facts). ``/stats`` is
+:meth:`GatewayStats.snapshot`; ``/metrics`` renders the same :class:`Figures`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stats import SecondsClock
+from stats.histogram import LatencyHistogram
+from stats.journal import Journal
+from stats.redact import excerpt
+from stats.ring import ThroughputRing
+from stats.windows import RateWindow
+
+#: Endpoints that are DBSlayer requests proper (reference ``total_requests``, ring, journal).
+DB_ENDPOINTS = frozenset({"db", "dbform"})
+#: The ``qps`` windows of ``/stats``: label -> seconds.
+QPS_WINDOWS = {"1s": 1, "10s": 10, "60s": 60}
+#: Statement kinds always present in ``statements``, even at zero.
+STATEMENT_KINDS = ("read", "write")
+
+
+@dataclass
+class BackendCounters:
+    """What the executor reported about one backend."""
+
+    queries: int = 0
+    errors: int = 0
+    sql_errors: int = 0
+    state_changes: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything ``/stats`` and ``/metrics`` show, read at one instant.
+
+    Histograms are the live objects, not copies: read them, do not change them.
+    """
+
+    now: float
+    start: float
+    hits: list[int]
+    slices: list[int]
+    total_requests: int
+    qps: dict[str, float]
+    requests: dict[tuple[str, int], int]  # (endpoint, status) -> count, every endpoint
+    latency: dict[str, LatencyHistogram]  # endpoint -> histogram
+    sql_errors: int
+    gateway_errors: dict[int, int]  # status >= 400 -> count
+    statements: dict[str, int]
+    backends: dict[str, BackendCounters]
+    backend_live: dict[str, dict[str, Any]]
+    in_flight: int
+
+
+class GatewayStats:
+    """Counters, windows, histograms and journals of one gateway, on an injected clock.
+
+    ``backend_info`` (returning live per-backend facts) and ``in_flight`` (returning the number
+    of requests being served) are optional callables the caller sets after construction.
+    """
+
+    def __init__(
+        self,
+        clock: SecondsClock,
+        buckets: int = 1440,
+        bucket_seconds: int = 60,
+        journal_size: int = 100,
+    ) -> None:
+        self._clock = clock
+        self._ring = ThroughputRing(clock, buckets, bucket_seconds)
+        self._start = self._ring.start
+        self._rates = RateWindow(clock, horizon=max(QPS_WINDOWS.values()))
+        self._total_requests = 0
+        self._requests: Counter[tuple[str, int]] = Counter()
+        self._latency: dict[str, LatencyHistogram] = {}
+        self._sql_errors = 0
+        self._gateway_errors: Counter[int] = Counter()
+        self._statements: Counter[str] = Counter({kind: 0 for kind in STATEMENT_KINDS})
+        self._backends: dict[str, BackendCounters] = {}
+        self._log = Journal(journal_size)
+        self._errors = Journal(journal_size)
+        self.backend_info: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+        self.in_flight: Callable[[], int] | None = None
+
+    # ------------------------------------------------------------------ reporting
+
+    def record_request(
+        self,
+        *,
+        endpoint: str,
+        client_ip: str,
+        request_line: str,
+        status: int,
+        bytes_sent: int,
+        started: float,
+        duration: float,
+        error: str | None = None,
+        sql_error: bool = False,
+        statements: Mapping[str, int] | None = None,
+    ) -> None:
+        """One finished HTTP request (any endpoint); ``request_line`` and ``error`` are stored
+        redacted and cut to 2 KiB (:func:`stats.redact.excerpt`)."""
+        request = excerpt(request_line)
+        self._requests[(endpoint, status)] += 1
+        self._latency.setdefault(endpoint, LatencyHistogram()).observe(duration)
+        if sql_error:
+            self._sql_errors += 1
+        if status >= 400:
+            self._gateway_errors[status] += 1
+        for kind, count in (statements or {}).items():
+            self._statements[kind] += count
+        if endpoint in DB_ENDPOINTS:
+            self._total_requests += 1
+            self._ring.hit()
+            self._rates.add()
+            self._log.add(
+                {
+                    "bytes_sent": bytes_sent,
+                    "client_ip": client_ip,
+                    "request": request,
+                    "request_time": int(started),
+                    "response_code": status,
+                    "time_toservice": max(0, round(duration * 1_000_000)),
+                }
+            )
+        if error is not None:
+            self._errors.add(
+                {
+                    "client_ip": client_ip,
+                    "error": excerpt(error),
+                    "request": request,
+                    "request_time": int(started),
+                }
+            )
+
+    def record_backend(self, name: str, *, duration: float, failed: bool, sql_error: bool) -> None:
+        """One request executed on backend ``name``: failed = could not run or connection lost;
+        sql_error = the database answered with an error."""
+        counters = self._backend(name)
+        counters.queries += 1
+        counters.errors += int(failed)
+        counters.sql_errors += int(sql_error)
+        counters.latency.observe(duration)
+
+    def record_state_change(self, name: str, state: str) -> None:
+        """Backend ``name`` changed to ``state`` (counted; the live state comes from
+        ``backend_info``)."""
+        self._backend(name).state_changes += 1
+
+    def _backend(self, name: str) -> BackendCounters:
+        counters = self._backends.get(name)
+        if counters is None:
+            counters = self._backends[name] = BackendCounters()
+        return counters
+
+    # ------------------------------------------------------------------ reading
+
+    def figures(self) -> Figures:
+        """All figures at this instant (the source of both ``/stats`` and ``/metrics``)."""
+        reported = self.backend_info() if self.backend_info is not None else {}
+        live = {name: dict(info) for name, info in reported.items()}
+        backends = {name: BackendCounters() for name in live if name not in self._backends}
+        backends.update(self._backends)
+        hits, slices = self._ring.snapshot()
+        return Figures(
+            now=self._clock.seconds(),
+            start=self._start,
+            hits=hits,
+            slices=slices,
+            total_requests=self._total_requests,
+            qps={label: round(self._rates.rate(s), 3) for label, s in QPS_WINDOWS.items()},
+            requests=dict(sorted(self._requests.items())),
+            latency=dict(sorted(self._latency.items())),
+            sql_errors=self._sql_errors,
+            gateway_errors=dict(sorted(self._gateway_errors.items())),
+            statements=dict(self._statements),
+            backends=dict(sorted(backends.items())),
+            backend_live=live,
+            in_flight=int(self.in_flight()) if self.in_flight is not None else 0,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``/stats`` JSON: the reference keys first, then the extension keys."""
+        f = self.figures()
+        by_status: Counter[int] = Counter()
+        for (_, status), count in f.requests.items():
+            by_status[status] += count
+        return {
+            "current_time": int(f.now),
+            "hits": f.hits,
+            "slices": f.slices,
+            "start_time": int(f.start),
+            "total_requests": f.total_requests,
+            "uptime_seconds": max(0, int(f.now - f.start)),
+            "qps": f.qps,
+            "latency_ms": {endpoint: h.summary_ms() for endpoint, h in f.latency.items()},
+            "requests_by_status": {str(s): n for s, n in sorted(by_status.items())},
+            "sql_errors": f.sql_errors,
+            "gateway_errors": {str(s): n for s, n in f.gateway_errors.items()},
+            "statements": f.statements,
+            "backends": {
+                name: {
+                    "queries": c.queries,
+                    "errors": c.errors,
+                    "sql_errors": c.sql_errors,
+                    "latency_ms": c.latency.summary_ms(),
+                    "state_changes": c.state_changes,
+                    **f.backend_live.get(name, {}),
+                }
+                for name, c in f.backends.items()
+            },
+            "in_flight": f.in_flight,
+        }
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The request journal (db/dbform only), oldest first."""
+        return self._log.entries()
+
+    def error_entries(self) -> list[dict[str, Any]]:
+        """The error journal, oldest first."""
+        return self._errors.entries()

@@ -1,0 +1,154 @@
+"""Prometheus text exposition of the ``GatewayStats`` figures (``/metrics``).
+
+A custom collector reads :meth:`stats.core.GatewayStats.figures` at scrape time and is registered
+in a registry of its own per rendering, never the process-wide default one, so two gateways in
+one process never clash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from stats.core import Figures, GatewayStats
+from stats.histogram import LatencyHistogram
+
+try:  # prometheus_client >= 0.22: the content type that generate_latest's output carries
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
+except ImportError:  # pragma: no cover - older releases, where LATEST still meant 0.0.4
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+PREFIX = "dbslayer"
+
+
+def _buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
+    return [(floatToGoString(bound), count) for bound, count in histogram.cumulative()]
+
+
+class GatewayCollector(Collector):
+    """Yields the gateway's metric families from one :class:`Figures` reading per scrape."""
+
+    def __init__(self, stats: GatewayStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """All families; every scrape reads the figures once, so they agree with each other."""
+        f = self.stats.figures()
+        yield from self._requests(f)
+        yield from self._backends(f)
+
+    def _requests(self, f: Figures) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            f"{PREFIX}_requests",
+            "HTTP requests by endpoint and status.",
+            labels=["endpoint", "status"],
+        )
+        for (endpoint, status), count in f.requests.items():
+            requests.add_metric([endpoint, str(status)], count)
+        yield requests
+        yield CounterMetricFamily(
+            f"{PREFIX}_db_requests",
+            "DBSlayer requests (/db and /dbform), the reference total_requests.",
+            value=f.total_requests,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_sql_errors", "Requests answered with an SQL error.", value=f.sql_errors
+        )
+        gateway_errors = CounterMetricFamily(
+            f"{PREFIX}_gateway_errors", "Requests answered with status >= 400.", labels=["status"]
+        )
+        for status, count in f.gateway_errors.items():
+            gateway_errors.add_metric([str(status)], count)
+        yield gateway_errors
+        statements = CounterMetricFamily(
+            f"{PREFIX}_statements", "SQL statements by kind.", labels=["kind"]
+        )
+        for kind, count in f.statements.items():
+            statements.add_metric([kind], count)
+        yield statements
+        duration = HistogramMetricFamily(
+            f"{PREFIX}_request_duration_seconds",
+            "Time to serve a request, by endpoint.",
+            labels=["endpoint"],
+        )
+        for endpoint, histogram in f.latency.items():
+            duration.add_metric([endpoint], _buckets(histogram), histogram.sum)
+        yield duration
+        qps = GaugeMetricFamily(
+            f"{PREFIX}_queries_per_second",
+            "DBSlayer requests per second over the last completed seconds.",
+            labels=["window"],
+        )
+        for window, rate in f.qps.items():
+            qps.add_metric([window], rate)
+        yield qps
+        yield GaugeMetricFamily(
+            f"{PREFIX}_in_flight_requests", "Requests being served now.", value=f.in_flight
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_start_time_seconds",
+            "Start time of the gateway, epoch seconds.",
+            value=f.start,
+        )
+
+    def _backends(self, f: Figures) -> Iterator[Metric]:
+        labels = ["backend"]
+        queries = CounterMetricFamily(
+            f"{PREFIX}_backend_queries", "Requests executed on a backend.", labels=labels
+        )
+        errors = CounterMetricFamily(
+            f"{PREFIX}_backend_errors",
+            "Requests a backend could not run (connection failed or lost).",
+            labels=labels,
+        )
+        sql_errors = CounterMetricFamily(
+            f"{PREFIX}_backend_sql_errors",
+            "Requests a backend answered with an SQL error.",
+            labels=labels,
+        )
+        state_changes = CounterMetricFamily(
+            f"{PREFIX}_backend_state_changes", "Health state changes of a backend.", labels=labels
+        )
+        up = GaugeMetricFamily(
+            f"{PREFIX}_backend_up", "1 when the backend's state is up, else 0.", labels=labels
+        )
+        pool = GaugeMetricFamily(
+            f"{PREFIX}_backend_pool_connections",
+            "Pooled connections of a backend by state.",
+            labels=["backend", "state"],
+        )
+        duration = HistogramMetricFamily(
+            f"{PREFIX}_backend_duration_seconds",
+            "Time to execute a request on a backend.",
+            labels=labels,
+        )
+        for name, c in f.backends.items():
+            live = f.backend_live.get(name, {})
+            queries.add_metric([name], c.queries)
+            errors.add_metric([name], c.errors)
+            sql_errors.add_metric([name], c.sql_errors)
+            state_changes.add_metric([name], c.state_changes)
+            up.add_metric([name], 1 if live.get("state") == "up" else 0)
+            connections = live.get("pool")
+            if isinstance(connections, dict):
+                for state in ("in_use", "idle"):
+                    if isinstance(connections.get(state), int | float):
+                        pool.add_metric([name, state], connections[state])
+            duration.add_metric([name], _buckets(c.latency), c.latency.sum)
+        yield from (queries, errors, sql_errors, state_changes, up, pool, duration)
+
+
+def render_metrics(stats: GatewayStats) -> tuple[bytes, str]:
+    """``(body, content type)`` of the Prometheus text exposition of ``stats``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(stats))
+    return generate_latest(registry), CONTENT_TYPE
