@@ -25,6 +25,8 @@ from conf.settings import BackendSpec, Settings
 from gateway.backends import open_backend
 from gateway.demo import ensure_demo_database
 from gateway.executor import Executor
+from gateway.health import HealthChecks, HealthPolicy, HealthTracker
+from gateway.router import BackendStatus, Router
 from stats.core import GatewayStats
 
 log = Logger()
@@ -167,7 +169,23 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
     stats = GatewayStats(
         reactor, buckets=settings.stats_buckets, bucket_seconds=settings.stats_bucket_seconds
     )
-    executor = Executor(backends, mode, stats=stats, clock=reactor)
+    statuses = [BackendStatus(spec.name, role=spec.role, weight=spec.weight) for spec in specs]
+    router = Router(statuses, mode)
+    health = HealthChecks(
+        reactor,
+        {s.name: HealthTracker(s, _health_policy(settings)) for s in statuses},
+        {b.name: b.probe for b in backends},
+        _health_policy(settings),
+        on_change=lambda name, old, new: stats.record_state_change(name, new),
+    )
+    executor = Executor(
+        backends,
+        router,
+        reactor,
+        max_statement_time=settings.max_statement_time,
+        stats=stats,
+        health=health,
+    )
     stats.backend_info = executor.backend_info
 
     access_log = _open_access_log(settings.access_log)
@@ -180,11 +198,9 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
         reactor.callLater(0, reactor.stop)
 
     def readiness() -> Deferred[dict[str, str]]:
-        d = executor.check()
-        d.addTimeout(
-            settings.connect_timeout + 1, reactor, onTimeoutCancel=lambda *_: dict(executor.states)
-        )
-        return d
+        names = [b.name for b in backends]
+        d = DeferredList([health.check_now(name) for name in names], consumeErrors=True)
+        return d.addCallback(lambda _: {name: router.status(name).state for name in names})
 
     admin = AdminApp(stats, readiness, shutdown, settings.drain_timeout)
     stats.in_flight = lambda: sum(site.in_flight for site in sites)
@@ -197,6 +213,8 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
         return site
 
     top = GatewayService(executor, sites, settings.drain_timeout, reactor, access_log)
+    health.setName("health")
+    health.setServiceParent(top)
     main = MainResource(
         gateway.resource(), admin.resource() if settings.admin_on_main_port else None
     )
@@ -214,6 +232,18 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
                 host=host,
             )
     return top
+
+
+def _health_policy(settings: Settings) -> HealthPolicy:
+    return HealthPolicy(
+        interval=settings.health_interval,
+        fall=settings.health_fall,
+        rise=settings.health_rise,
+        max_backoff=settings.health_max_backoff,
+        confirm_interval=min(0.5, settings.health_interval / 4),
+        timeout=settings.connect_timeout + 1,
+        max_lag=float(settings.max_replica_lag) if settings.max_replica_lag else None,
+    )
 
 
 def _open_access_log(path: str) -> IO[str] | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-SECTIONS = ("server", "admin", "stats", "database")
+SECTIONS = ("server", "admin", "stats", "database", "health")
 MODES = ("auto", "pool", "primary-replica", "named")
 ENV_PREFIX = "DBSLAYER_"
 _META = "dbslayer"
@@ -358,6 +358,13 @@ class Settings:
         "seconds per network write to the database",
         kind="float",
     )
+    max_statement_time: float = _setting(
+        60.0,
+        "database",
+        "--max-statement-time",
+        "seconds a statement may run; enforced on the server and by KILL QUERY (504 past it)",
+        kind="float",
+    )
     pool_min: int = _setting(
         1,
         "database",
@@ -385,7 +392,56 @@ class Settings:
         shown_default="$XDG_DATA_HOME/dbslayer/demo.sqlite3",
     )
 
+    health_interval: float = _setting(
+        2.0,
+        "health",
+        "--health-interval",
+        "seconds between health checks of a backend (with 10%% jitter)",
+        kind="float",
+    )
+    health_fall: int = _setting(
+        3,
+        "health",
+        "--health-fall",
+        "failed checks before a backend is marked down",
+        kind="int",
+        low=1,
+        high=100,
+    )
+    health_rise: int = _setting(
+        2,
+        "health",
+        "--health-rise",
+        "successful checks before a down backend is back",
+        kind="int",
+        low=1,
+        high=100,
+    )
+    health_max_backoff: float = _setting(
+        3.0,
+        "health",
+        "--health-max-backoff",
+        "longest pause between checks of a dead backend (backoff doubles up to it)",
+        kind="float",
+    )
+    max_replica_lag: int = _setting(
+        0,
+        "health",
+        "--max-replica-lag",
+        "replicas lagging more seconds than this (or not replicating) take no reads; 0 = off",
+        kind="int",
+        low=0,
+    )
+
     def __attrs_post_init__(self) -> None:
+        if self.read_timeout <= self.max_statement_time:
+            raise SettingError(
+                "read_timeout",
+                f"must be longer than max_statement_time ({self.max_statement_time} s), or a "
+                f"statement still running would be cut as a lost connection, got "
+                f"{self.read_timeout}",
+                related=("max_statement_time",),
+            )
         if not self.admin_on_main_port and not self.admin_port:
             raise SettingError(
                 "admin_on_main_port",

@@ -18,14 +18,16 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from conf.settings import BackendSpec
+from gateway.health import CheckResult
 from gateway.request import Request
 from gateway.results import Answer, SQLError, Update, result_set
 from gateway.statements import split_statements, to_qmark
@@ -72,9 +74,56 @@ class BackendUnavailable(GatewayError):
 
 
 class ConnectionLost(GatewayError):
-    """The connection broke while statements ran; they may have been applied (HTTP 502)."""
+    """The connection broke while statements ran; they may have been applied (HTTP 502).
+
+    ``not_sent`` is True when the break happened before the statements were written to the
+    server (error 2006 on sending): then nothing ran and the request may be sent elsewhere."""
 
     status = 502
+
+    def __init__(
+        self,
+        message: str,
+        errno: int | None = None,
+        server: str | None = None,
+        not_sent: bool = False,
+    ) -> None:
+        super().__init__(message, errno=errno, server=server)
+        self.not_sent = not_sent
+
+
+class StatementTimeout(GatewayError):
+    """The statement time limit was reached and the statement stopped on the server (504)."""
+
+    status = 504
+
+
+#: Server errors meaning a statement was stopped by a time limit or KILL QUERY.
+TIMEOUT_ERRNOS = frozenset({1969, 3024, 1317, 1028})
+
+
+class Run:
+    """One request's execution, shared by the reactor and the pool thread: its time limit, the
+    server's id for the connection running it (to kill the statement), and whether it was
+    killed."""
+
+    __slots__ = ("limit", "thread_id", "killed", "connection")
+
+    def __init__(self, limit: float | None = None) -> None:
+        self.limit = limit
+        self.thread_id: int | None = None
+        self.killed = False
+        self.connection: Any = None
+
+    def timeout_error(self, server: str, errno: int | None) -> StatementTimeout:
+        limit_ms = int(round((self.limit or 0) * 1000))
+        return StatementTimeout(
+            f"statement time limit of {limit_ms} ms reached on backend {server}; the statement "
+            "was stopped on the server (statements before it in this request may have been "
+            "applied). Lower the work, or raise TIMEOUT within max_statement_time",
+            errno=errno or 1969,
+            server=server,
+        )
 
 
 class ParamsMismatch(GatewayError):
@@ -92,7 +141,11 @@ class Backend(Protocol):
     @property
     def pool(self) -> BackendPool: ...
 
-    def execute(self, request: Request) -> Deferred[Answer]: ...
+    def execute(self, request: Request, run: Run | None = None) -> Deferred[Answer]: ...
+
+    def kill(self, run: Run) -> Deferred[None]: ...
+
+    def probe(self) -> Deferred[CheckResult]: ...
 
     def close(self) -> None: ...
 
@@ -258,6 +311,7 @@ class MySQLBackend:
     ) -> None:
         self.name = spec.name
         self.spec = spec
+        self.reactor = reactor
         kwargs: dict[str, Any] = {
             "user": spec.user,
             "passwd": spec.password,
@@ -285,40 +339,119 @@ class MySQLBackend:
             cp_noisy=False,
             **kwargs,
         )
+        # Health checks and KILL QUERY use connections of their own, with short timeouts, so a
+        # pool busy with long statements never delays them.
+        short = max(1, math.ceil(connect_timeout))
+        self._control = {**kwargs, "read_timeout": short, "write_timeout": short}
+        self.health_pool = BackendPool(
+            "MySQLdb",
+            spec.name,
+            _mysql_is_broken,
+            cp_min=1,
+            cp_max=1,
+            cp_reactor=reactor,
+            cp_noisy=False,
+            **self._control,
+        )
 
-    def execute(self, request: Request) -> Deferred[Answer]:
-        return self.pool.run(self._execute, request)
+    def execute(self, request: Request, run: Run | None = None) -> Deferred[Answer]:
+        return self.pool.run(self._execute, request, run or Run())
+
+    def kill(self, run: Run) -> Deferred[None]:
+        """Stop the run's statement with KILL QUERY over a separate connection."""
+        run.killed = True
+        if run.thread_id is None:
+            return succeed(None)
+        return threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), self._kill_query, run.thread_id
+        )
+
+    def probe(self) -> Deferred[CheckResult]:
+        """One health check: connect (or ping), read @@read_only, and replication for replicas."""
+        d = self.health_pool.run(self._probe)
+        d.addErrback(_failed_check)
+        return d
 
     def close(self) -> None:
         self.pool.close()
+        self.health_pool.close()
 
     # Everything below runs in a pool thread.
 
-    def _execute(self, conn: Any, request: Request) -> Answer:
+    def _kill_query(self, thread_id: int) -> None:
         import MySQLdb
 
+        conn = MySQLdb.connect(**self._control)
         try:
-            return self._execute_on(conn, request)
+            conn.query(f"KILL QUERY {int(thread_id)}")
+        finally:
+            conn.close()
+
+    def _probe(self, conn: Any) -> CheckResult:
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT @@global.read_only")
+            read_only = bool(int(cursor.fetchall()[0][0]))
+            if self.spec.role != "replica":
+                return CheckResult(ok=True, read_only=read_only)
+            cursor.execute("SHOW SLAVE STATUS")
+            rows = cursor.fetchall()
+            if not rows:
+                return CheckResult(ok=True, read_only=read_only, lag=None, replicating=False)
+            status = dict(zip([d[0] for d in cursor.description], rows[0]))
+            running = status.get("Slave_IO_Running") == "Yes" and (
+                status.get("Slave_SQL_Running") == "Yes"
+            )
+            lag = status.get("Seconds_Behind_Master")
+            return CheckResult(
+                ok=True,
+                read_only=read_only,
+                lag=None if lag is None else float(lag),
+                replicating=running,
+            )
+        finally:
+            cursor.close()
+
+    def _execute(self, conn: Any, request: Request, run: Run) -> Answer:
+        import MySQLdb
+
+        sent = [False]
+        try:
+            return self._execute_on(conn, request, run, sent)
         except MySQLdb.Error as e:
             # Statement errors are part of the answer; what escapes is the connection failing.
-            raise self._connection_error(e, _mysql_errno(e)) from None
+            errno = _mysql_errno(e)
+            if run.killed:
+                raise run.timeout_error(self.name, errno) from None
+            raise self._connection_error(e, errno, not_sent=not sent[0]) from None
 
-    def _execute_on(self, conn: Any, request: Request) -> Answer:
+    def _execute_on(self, conn: Any, request: Request, run: Run, sent: list[bool]) -> Answer:
         import MySQLdb
 
         answer = Answer(server=self.name)
+        run.thread_id = conn.thread_id()
         if request.sql is not None:
+            self._set_limit(conn, run.limit)
             transaction = request.rollback_on_error
             if transaction:
                 conn.autocommit(False)
+            started = time.monotonic()
             try:
-                self._run_sql(conn, request, answer)
+                self._run_sql(conn, request, answer, sent)
             except ParamsMismatch:
                 if transaction:
                     conn.rollback()
                     conn.autocommit(True)
                 raise
+            elapsed = time.monotonic() - started
+            timed_out = (
+                run.killed
+                or (run.limit is not None and elapsed >= run.limit)
+                or (answer.error is not None and answer.error.errno in (1969, 3024))
+            )
             if transaction:
+                if timed_out and answer.error is None:
+                    answer.error = SQLError(1969, "statement time limit reached")
                 self._finish_transaction(conn, answer)
                 conn.autocommit(True)
             if _OPENS_TRANSACTION.search(request.sql):
@@ -327,17 +460,42 @@ class MySQLBackend:
                 conn.query("ROLLBACK; UNLOCK TABLES; SET autocommit=1")
                 while conn.next_result() == 0:
                     pass
+            if _SETS_LIMIT.search(request.sql):
+                conn._dbslayer_limit = "changed by the client"
+            if timed_out:
+                raise run.timeout_error(self.name, answer.error.errno if answer.error else None)
         for key in request.info:
             answer.extras[key] = self._info(conn, key, MySQLdb)
         return answer
 
-    def _run_sql(self, conn: Any, request: Request, answer: Answer) -> None:
+    def _set_limit(self, conn: Any, limit: float | None) -> None:
+        """Set the server-side statement time limit of this connection's session, only when it
+        differs from what the connection already has (most requests cost no round trip)."""
+        if getattr(conn, "_dbslayer_limit", None) == limit:
+            return
+        mariadb = getattr(conn, "_dbslayer_mariadb", None)
+        if mariadb is None:
+            mariadb = conn._dbslayer_mariadb = "mariadb" in conn.get_server_info().lower()
+        if mariadb:
+            seconds = 0 if limit is None else max(0.001, limit)
+            conn.query(f"SET SESSION max_statement_time = {seconds:.3f}")
+        else:  # MySQL: MAX_EXECUTION_TIME (milliseconds; SELECT statements only)
+            millis = 0 if limit is None else max(1, int(limit * 1000))
+            conn.query(f"SET SESSION max_execution_time = {millis}")
+        conn._dbslayer_limit = limit
+
+    def _run_sql(self, conn: Any, request: Request, answer: Answer, sent: list[bool]) -> None:
         import MySQLdb
 
         cursor = conn.cursor()
         try:
             try:
+                sent[0] = True
                 cursor.execute(request.sql, request.params)
+            except MySQLdb.OperationalError as e:
+                if _mysql_errno(e) == 2006:  # "gone away" while sending: nothing reached it
+                    sent[0] = False
+                raise
             except MySQLdb.ProgrammingError as e:
                 if _mysql_errno(e) is None:  # raised by the driver's % formatting
                     raise ParamsMismatch(
@@ -356,7 +514,7 @@ class MySQLBackend:
         except MySQLdb.Error as e:
             errno = _mysql_errno(e)
             if errno is None or errno >= 2000:
-                raise self._connection_error(e, errno) from None
+                raise
             answer.error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
         finally:
             try:
@@ -364,14 +522,21 @@ class MySQLBackend:
             except MySQLdb.Error:
                 pass
 
-    def _connection_error(self, e: BaseException, errno: int | None) -> ConnectionLost:
+    def _connection_error(
+        self, e: BaseException, errno: int | None, not_sent: bool
+    ) -> ConnectionLost:
         message = e.args[1] if len(e.args) > 1 else str(e)
-        return ConnectionLost(
-            f"connection to backend {self.name} lost while the statements ran ({message}); "
-            "they may or may not have been applied",
-            errno=errno or 2013,
-            server=self.name,
-        )
+        if not_sent:
+            text = (
+                f"connection to backend {self.name} broke before the statements were sent "
+                f"({message}); nothing ran"
+            )
+        else:
+            text = (
+                f"connection to backend {self.name} lost while the statements ran "
+                f"({message}); they may or may not have been applied"
+            )
+        return ConnectionLost(text, errno=errno or 2013, server=self.name, not_sent=not_sent)
 
     def _finish_transaction(self, conn: Any, answer: Answer) -> None:
         import MySQLdb
@@ -401,6 +566,16 @@ class MySQLBackend:
         return self.name  # SERVER_NAME
 
 
+def _failed_check(failure: Any) -> CheckResult:
+    error = failure.value
+    return CheckResult(
+        ok=False,
+        errno=getattr(error, "errno", None),
+        error=getattr(error, "message", None) or str(error),
+    )
+
+
+_SETS_LIMIT = re.compile(r"max_(statement|execution)_time", re.IGNORECASE)
 _OPENS_TRANSACTION = re.compile(
     r"\b(BEGIN|START\s+TRANSACTION|AUTOCOMMIT|LOCK\s+TABLES?|XA)\b", re.IGNORECASE
 )
@@ -448,14 +623,38 @@ class SQLiteBackend:
             timeout=5.0,
         )
 
-    def execute(self, request: Request) -> Deferred[Answer]:
-        return self.pool.run(self._execute, request)
+    def execute(self, request: Request, run: Run | None = None) -> Deferred[Answer]:
+        return self.pool.run(self._execute, request, run or Run())
+
+    def kill(self, run: Run) -> Deferred[None]:
+        """Interrupt the run's statement (sqlite3's interrupt is safe from another thread)."""
+        run.killed = True
+        if run.connection is not None:
+            run.connection.interrupt()
+        return succeed(None)
+
+    def probe(self) -> Deferred[CheckResult]:
+        d = self.pool.run(lambda conn: CheckResult(ok=conn.execute("SELECT 1").fetchone() == (1,)))
+        d.addErrback(_failed_check)
+        return d
 
     def close(self) -> None:
         self.pool.close()
 
-    def _execute(self, conn: sqlite3.Connection, request: Request) -> Answer:
+    def _execute(self, conn: sqlite3.Connection, request: Request, run: Run) -> Answer:
         answer = Answer(server=self.name)
+        run.connection = conn
+        try:
+            self._execute_on(conn, request, run, answer)
+        finally:
+            run.connection = None
+        if run.killed:
+            raise run.timeout_error(self.name, None)
+        return answer
+
+    def _execute_on(
+        self, conn: sqlite3.Connection, request: Request, run: Run, answer: Answer
+    ) -> None:
         if request.sql is not None:
             statements = split_statements(request.sql, "sqlite")
             if request.params is not None and len(statements) > 1:
@@ -483,7 +682,6 @@ class SQLiteBackend:
                 conn.execute("ROLLBACK")
         for key in request.info:
             answer.extras[key] = self._info(key)
-        return answer
 
     def _run_one(
         self, conn: sqlite3.Connection, statement: str, params: Any, answer: Answer

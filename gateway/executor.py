@@ -1,30 +1,35 @@
-"""The executor: from a parsed Request to an Answer, on the backend the mode picks.
+"""The executor: from a parsed Request to an Answer, on the backends the router offers.
 
-Backend choice is a pure decision (:func:`choose_backend`); running it is the backend's job.
-Modes: ``pool`` (every backend equal, taken in turn), ``primary-replica`` (the primary; the
-read/write split arrives with the failover work) and ``named`` (the client's ``SERVER``).
-
-The executor also keeps each backend's state as seen by its requests and checks (``unknown``
-until first used, then ``up`` or ``down``) and reports every backend request to the
-statistics.
+For each request it decides read or write (``gateway.classify``), asks the router for the
+backends to try in order, runs the request on the first, and fails over to the next one only
+as the retry rule allows (``gateway.router.may_retry``): a request that provably never reached
+a server is sent elsewhere; after a lost connection only a read is; a write never is. Each
+backend is tried at most once per request. It also enforces the statement time limit from the
+gateway's side (``KILL QUERY`` when the server's own limit did not stop the statement), keeps
+the router's in-flight counts, reports connect failures to the health checks, and reports
+every attempt to the statistics.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from gateway.backends import Backend, BackendUnavailable, ConnectionLost
+from gateway.backends import Backend, BackendUnavailable, ConnectionLost, Run
+from gateway.classify import is_read_only
+from gateway.health import HealthChecks
 from gateway.request import HELP, Request, RequestError
 from gateway.results import Answer
+from gateway.router import LOST, NOT_SENT, NoBackend, Router, may_retry
 from stats.core import GatewayStats
 
 log = Logger()
+
+#: How long after the time limit the gateway kills a statement the server did not stop.
+KILL_GRACE = 0.25
 
 
 class Executor:
@@ -33,95 +38,152 @@ class Executor:
     def __init__(
         self,
         backends: Sequence[Backend],
-        mode: str,
+        router: Router,
+        clock: Any,
+        max_statement_time: float | None = None,
         stats: GatewayStats | None = None,
-        clock: Any = None,
+        health: HealthChecks | None = None,
     ) -> None:
         if not backends:
             raise ValueError("an executor needs at least one backend")
         self.backends = list(backends)
         self.by_name = {b.name: b for b in self.backends}
-        self.mode = mode
-        self.stats = stats
+        self.router = router
+        self.mode = router.mode
         self.clock = clock
-        self.states = {b.name: "unknown" for b in self.backends}
-        if mode == "primary-replica":
-            primaries = [b for b in self.backends if b.spec.role == "primary"]
-            self._turns = itertools.cycle(primaries or self.backends)
-        else:
-            self._turns = itertools.cycle(self.backends)
+        self.max_statement_time = max_statement_time
+        self.stats = stats
+        self.health = health
 
     def execute(self, request: Request) -> Deferred[Answer]:
         """Run a request; the Deferred fails with RequestError or a GatewayError."""
         try:
-            backend = choose_backend(request, self.mode, self.by_name, self._turns)
+            validate_server(request, self.mode, self.by_name)
         except RequestError as e:
-            return _fail(e)
-        if backend is None:
+            return fail(e)
+        if not request.needs_backend:
             return succeed(_decorate(Answer(), request))
-        started = self.clock.seconds() if self.clock is not None else 0.0
-        d = backend.execute(request)
-        d.addBoth(self._observe, backend.name, started)
+        read = request.sql is None or is_read_only(request.sql)
+        try:
+            candidates = self.router.candidates(write=not read, server=request.server)
+        except NoBackend as e:
+            return fail(
+                BackendUnavailable(e.message, errno=e.errno, server=e.server, retry_after=1)
+            )
+        d = self._attempt(request, read, [c.name for c in candidates])
         d.addCallback(_decorate, request)
         return d
 
-    def _observe(self, result: Any, name: str, started: float) -> Any:
-        failed = isinstance(result, Failure)
-        if failed:
-            if result.check(BackendUnavailable):
-                self._set_state(name, "down")
-            elif result.check(ConnectionLost):
-                pass  # the server was reached; the next ping decides
+    def time_limit(self, request: Request) -> float | None:
+        """The configured maximum, lowered (never raised) by the request's TIMEOUT."""
+        limit = self.max_statement_time
+        if request.timeout_ms is not None:
+            asked = request.timeout_ms / 1000.0
+            limit = asked if limit is None else min(limit, asked)
+        return limit
+
+    @inlineCallbacks
+    def _attempt(self, request: Request, read: bool, names: list[str]) -> Any:
+        last: Exception | None = None
+        for position, name in enumerate(names):
+            status = self.router.status(name)
+            if position and not status.usable:
+                continue  # marked down while an earlier candidate was tried
+            try:
+                answer = yield self._run_on(self.by_name[name], request)
+            except BackendUnavailable as e:
+                self._report_down(name, e)
+                last = e
+                continue
+            except ConnectionLost as e:
+                kind = NOT_SENT if e.not_sent else LOST
+                if not may_retry(kind, read_only=read):
+                    raise
+                log.info(
+                    "retrying a {what} on another backend after {name} failed: {error}",
+                    what="read" if read else "request",
+                    name=name,
+                    error=e.message,
+                )
+                last = e
+                continue
+            return answer
+        if last is None:
+            raise BackendUnavailable("no healthy backend; retry later", retry_after=1)
+        if isinstance(last, BackendUnavailable) and len(names) > 1:
+            raise BackendUnavailable(
+                f"no backend could take the request ({', '.join(names)} tried); last error: "
+                f"{last.message}",
+                errno=last.errno,
+                server=last.server,
+                retry_after=1,
+            )
+        raise last
+
+    def _run_on(self, backend: Backend, request: Request) -> Deferred[Answer]:
+        status = self.router.status(backend.name)
+        status.in_flight += 1
+        run = Run(self.time_limit(request))
+        started = self.clock.seconds()
+        deadline = None
+        if run.limit is not None:
+            deadline = self.clock.callLater(run.limit + KILL_GRACE, self._kill, backend, run)
+        d = backend.execute(request, run)
+
+        def finished(result: Any) -> Any:
+            status.in_flight -= 1
+            if deadline is not None and deadline.active():
+                deadline.cancel()
+            self._observe(result, backend.name, started)
+            return result
+
+        return d.addBoth(finished)
+
+    def _kill(self, backend: Backend, run: Run) -> None:
+        log.info(
+            "statement on {name} past its time limit of {limit} s: killing it",
+            name=backend.name,
+            limit=run.limit,
+        )
+        d = backend.kill(run)
+        d.addErrback(
+            lambda f: log.warn(
+                "KILL QUERY on {name} failed: {error}", name=backend.name, error=f.getErrorMessage()
+            )
+        )
+
+    def _report_down(self, name: str, error: BackendUnavailable) -> None:
+        if self.health is not None:
+            self.health.report_failure(name, error.errno, error.message)
         else:
-            self._set_state(name, "up")
-        if self.stats is not None and self.clock is not None:
-            real_failure = failed and result.check(BackendUnavailable, ConnectionLost) is not None
-            self.stats.record_backend(
-                name,
-                duration=self.clock.seconds() - started,
-                failed=real_failure,
-                sql_error=not failed and result.error is not None,
-            )
-        return result
+            status = self.router.status(name)
+            status.state, status.last_errno, status.last_error = "down", error.errno, error.message
 
-    def _set_state(self, name: str, state: str) -> None:
-        previous = self.states.get(name)
-        if previous == state:
+    def _observe(self, result: Any, name: str, started: float) -> None:
+        if self.stats is None:
             return
-        self.states[name] = state
-        if previous != "unknown" or state == "down":
-            log.info(
-                "backend {name} is {state} (was {previous})",
-                name=name,
-                state=state,
-                previous=previous,
-            )
-            if self.stats is not None:
-                self.stats.record_state_change(name, state)
-
-    def check(self) -> Deferred[dict[str, str]]:
-        """Ping every backend now; fires with each one's state."""
-        names = [b.name for b in self.backends]
-        checks = [b.pool.check() for b in self.backends]
-
-        def states(results: list[tuple[bool, bool]]) -> dict[str, str]:
-            for name, (_, ok) in zip(names, results):
-                self._set_state(name, "up" if ok else "down")
-            return dict(self.states)
-
-        return DeferredList(checks).addCallback(states)
+        failure = getattr(result, "value", None)
+        failed = isinstance(failure, (BackendUnavailable, ConnectionLost))
+        sql_error = isinstance(result, Answer) and result.error is not None
+        self.stats.record_backend(
+            name, duration=self.clock.seconds() - started, failed=failed, sql_error=sql_error
+        )
 
     def backend_info(self) -> dict[str, dict[str, Any]]:
         """Live facts per backend, for /stats and /metrics."""
         info: dict[str, dict[str, Any]] = {}
         for b in self.backends:
+            status = self.router.status(b.name)
             pool = b.pool.info()
             info[b.name] = {
-                "state": self.states[b.name],
+                "state": status.state,
                 "driver": b.spec.driver,
                 "role": b.spec.role,
                 "weight": b.spec.weight,
-                "in_flight": pool["in_use"],
+                "read_only": status.read_only,
+                "lag": status.lag,
+                "in_flight": status.in_flight,
+                "last_error": status.last_error,
                 "pool": pool,
             }
         return info
@@ -131,26 +193,20 @@ class Executor:
             backend.close()
 
 
-def choose_backend(
-    request: Request, mode: str, by_name: dict[str, Backend], turns: Any
-) -> Backend | None:
-    """The backend that runs a request, or None when it needs no database."""
+def validate_server(request: Request, mode: str, by_name: dict[str, Backend]) -> None:
+    """SERVER only where backends are named, and then a known name."""
     if request.server is not None and mode != "named":
         raise RequestError(
             "SERVER picks a backend only where backends are named (start the gateway with "
             '--named or mode = "named"); leave it out'
         )
-    if not request.needs_backend and request.server is None:
-        return None
-    if mode == "named":
-        names = ", ".join(sorted(by_name))
-        if request.server is None:
-            raise RequestError(f"SERVER is required where backends are named; one of: {names}")
-        backend = by_name.get(request.server)
-        if backend is None:
-            raise RequestError(f"unknown SERVER {request.server!r}; one of: {names}")
-        return backend if request.needs_backend else None
-    return next(turns)  # type: ignore[no-any-return]
+    if mode != "named" or not (request.needs_backend or request.server is not None):
+        return
+    names = ", ".join(sorted(by_name))
+    if request.server is None:
+        raise RequestError(f"SERVER is required where backends are named; one of: {names}")
+    if request.server not in by_name:
+        raise RequestError(f"unknown SERVER {request.server!r}; one of: {names}")
 
 
 def _decorate(answer: Answer, request: Request) -> Answer:
@@ -159,9 +215,3 @@ def _decorate(answer: Answer, request: Request) -> Answer:
     if request.debug_return_input:
         answer.extras["SLAYER_DEBUG_RETURN_INPUT"] = dict(request.raw)
     return answer
-
-
-def _fail(error: Exception) -> Deferred[Any]:
-    d: Deferred[Any] = Deferred()
-    d.errback(error)
-    return d

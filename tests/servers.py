@@ -39,7 +39,10 @@ def _wait(predicate: Any, timeout: float, what: str, log: Path | None = None) ->
 class MariaDB:
     """A throwaway mariadbd: ``--no-defaults``, own datadir, loopback port, root without password."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra: list[str] | None = None
+    ) -> None:
+        self.extra = list(extra or [])
         self.dir = directory
         self.port = port or free_port()
         self.socket = str(directory / "sock")
@@ -86,6 +89,7 @@ class MariaDB:
                 "--innodb-log-file-size=16M",
                 "--max-connections=500",
                 "--character-set-server=utf8mb4",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -134,6 +134,7 @@ def test_health_and_ready(fresh: Gateway, gateway_factory: Any) -> None:
     dead = gateway_factory(
         "--backend", f"mysql://root@127.0.0.1:{free_port()}/x?name=gone", "--connect-timeout", "1"
     )
+    assert dead.db({"SQL": "SELECT 1"}).status == 503  # a failed connect marks it down at once
     started = time.monotonic()
     not_ready = dead.get("/ready")
     assert time.monotonic() - started < 5

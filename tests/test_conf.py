@@ -52,11 +52,11 @@ def test_precedence_file_env_cli(tmp_path: Path) -> None:
     """A TOML value is overridden by the environment, which is overridden by a flag."""
     cfg = write(
         tmp_path / "c.toml",
-        '[server]\nport = 1111\nhost = "0.0.0.0"\n[database]\npool_max = 20\nread_timeout = 9\n',
+        '[server]\nport = 1111\nhost = "0.0.0.0"\n[database]\npool_max = 20\nread_timeout = 90\n',
     )
     env = {"DBSLAYER_PORT": "2222", "DBSLAYER_POOL_MAX": "30"}
     s = load_settings(["--config", cfg, "--port", "3333"], env)
-    assert (s.port, s.host, s.pool_max, s.read_timeout) == (3333, "0.0.0.0", 30, 9.0)
+    assert (s.port, s.host, s.pool_max, s.read_timeout) == (3333, "0.0.0.0", 30, 90.0)
     assert isinstance(s.read_timeout, float)
     assert load_settings(["--config", cfg], env).port == 2222
     assert load_settings(["--config", cfg], {}).port == 1111
@@ -482,3 +482,12 @@ def test_conf_is_the_bottom_layer() -> None:
     )
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_read_timeout_must_outlast_statement_time() -> None:
+    """read_timeout not longer than max_statement_time is refused, naming both settings."""
+    message = error_of(["--max-statement-time", "30", "--read-timeout", "20"], {})
+    assert "bad setting read_timeout:" in message and "max_statement_time" in message
+    assert (
+        load_settings(["--max-statement-time", "5", "--read-timeout", "20"], {}).read_timeout == 20
+    )
