@@ -147,3 +147,17 @@ def test_help_lists_the_options() -> None:
         "--named",
     ):
         assert option in result.stdout
+
+
+def test_demo_timeout_interrupts_sqlite(tmp_path: Path) -> None:
+    """On the SQLite demo a runaway statement is interrupted at TIMEOUT: 504, then it serves on."""
+    gw = Gateway(tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "data")}).start()
+    try:
+        endless = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c"
+        )
+        reply = gw.db({"SQL": endless, "TIMEOUT": 300})
+        assert reply.status == 504 and "300 ms" in reply.json()["ERROR"]
+        assert gw.db({"SQL": "SELECT COUNT(*) FROM users"}).json()["RESULT"]["ROWS"] == [[100]]
+    finally:
+        gw.stop()
