@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from api.http import json_answer, json_error, not_allowed, not_found
+from gateway.auth import CHALLENGE, AuthFailed
 from stats.core import GatewayStats
 from stats.prometheus import render_metrics
 
@@ -46,38 +47,62 @@ class AdminApp:
         readiness: Callable[[], Deferred[dict[str, str]]],
         shutdown: Callable[[], None],
         drain_timeout: float,
+        guard: Callable[[Any], Deferred[Any]] | None = None,
     ) -> None:
         self.stats = stats
         self.readiness = readiness
         self.shutdown = shutdown
         self.drain_timeout = drain_timeout
+        #: When monitoring is protected: checks the request's credentials (admin role).
+        self.guard = guard
+
+    def _guarded(self, request: Any, produce: Callable[[], bytes]) -> Any:
+        if self.guard is None:
+            return produce()
+        d = self.guard(request)
+        d.addCallback(lambda _: produce())
+
+        def refused(failure: Failure) -> bytes:
+            failure.trap(AuthFailed)
+            error = failure.value
+            if error.status == 401:
+                request.setHeader(b"WWW-Authenticate", CHALLENGE.encode())
+            elif error.status == 503:
+                request.setHeader(b"Retry-After", b"1")
+            return json_error(request, error.status, error.message)
+
+        return d.addErrback(refused)
 
     def resource(self) -> Any:
         return self.app.resource()
 
     @app.route("/stats", methods=["GET"])
-    def stats_(self, request: Any) -> bytes:
+    def stats_(self, request: Any) -> Any:
         """The reference keys plus the extension figures."""
-        return json_answer(request, self.stats.snapshot())
+        return self._guarded(request, lambda: json_answer(request, self.stats.snapshot()))
 
     @app.route("/stats/log", methods=["GET"])
-    def stats_log(self, request: Any) -> bytes:
+    def stats_log(self, request: Any) -> Any:
         """The last requests, oldest first."""
-        return json_answer(request, self.stats.log_entries())
+        return self._guarded(request, lambda: json_answer(request, self.stats.log_entries()))
 
     @app.route("/stats/error", methods=["GET"])
     @app.route("/stats/errors", methods=["GET"])
-    def stats_errors(self, request: Any) -> bytes:
+    def stats_errors(self, request: Any) -> Any:
         """The last errors, oldest first."""
-        return json_answer(request, self.stats.error_entries())
+        return self._guarded(request, lambda: json_answer(request, self.stats.error_entries()))
 
     @app.route("/metrics", methods=["GET"])
-    def metrics(self, request: Any) -> bytes:
+    def metrics(self, request: Any) -> Any:
         """Prometheus text exposition of the same figures."""
-        body, content_type = render_metrics(self.stats)
-        request.setHeader(b"Content-Type", content_type.encode())
-        request.setHeader(b"Content-Length", b"%d" % len(body))
-        return body
+
+        def produce() -> bytes:
+            body, content_type = render_metrics(self.stats)
+            request.setHeader(b"Content-Type", content_type.encode())
+            request.setHeader(b"Content-Length", b"%d" % len(body))
+            return body
+
+        return self._guarded(request, produce)
 
     @app.route("/health", methods=["GET"])
     def health(self, request: Any) -> bytes:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from api.http import not_allowed, not_found
 from api.render import CsvNotApplicable, render
+from gateway.auth import CHALLENGE, AuthFailed
 from gateway.backends import GatewayError
 from gateway.classify import count_kinds
 from gateway.request import (
@@ -35,7 +36,7 @@ _JSON = b"application/json"
 
 
 class RequestRunner(Protocol):
-    def execute(self, request: Request) -> Deferred[Answer]: ...
+    def execute(self, request: Request, user: Any = None) -> Deferred[Answer]: ...
 
 
 class GatewayApp:
@@ -43,9 +44,13 @@ class GatewayApp:
 
     app = Klein()
 
-    def __init__(self, executor: RequestRunner, max_request_bytes: int) -> None:
+    def __init__(
+        self, executor: RequestRunner, max_request_bytes: int, authenticator: Any = None
+    ) -> None:
         self.executor = executor
         self.max_request_bytes = max_request_bytes
+        #: Checks the Authorization header when authentication is on (None: off).
+        self.authenticator = authenticator
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -117,12 +122,19 @@ class GatewayApp:
     def _run(self, request: Any, parsed: Request) -> Deferred[Any]:
         if parsed.sql is not None:
             request.statement_kinds = count_kinds(parsed.sql)
-        d: Deferred[Any] = self.executor.execute(parsed)
+        if self.authenticator is None:
+            d: Deferred[Any] = self.executor.execute(parsed)
+        else:
+            header = request.getHeader(b"authorization")
+            d = self.authenticator.authenticate(header.decode("latin-1") if header else None)
+            d.addCallback(lambda user: self.executor.execute(parsed, user))
         d.addCallback(self._answered, request, parsed)
         d.addErrback(self._failed, request, parsed)
         return d
 
     def _answered(self, answer: Answer, request: Any, parsed: Request) -> bytes:
+        if answer.cache is not None:
+            request.setHeader(b"X-Cache", answer.cache.encode())
         if answer.error is not None:
             request.sql_error = True
             request.error_message = f"{answer.error.errno}: {answer.error.message}"
@@ -132,6 +144,12 @@ class GatewayApp:
         error = failure.value
         if isinstance(error, RequestError):
             return self._error(request, error.status, {"ERROR": str(error)}, parsed.format)
+        if isinstance(error, AuthFailed):
+            if error.status == 401:
+                request.setHeader(b"WWW-Authenticate", CHALLENGE.encode())
+            elif error.status == 503:
+                request.setHeader(b"Retry-After", b"1")
+            return self._error(request, error.status, {"ERROR": error.message}, parsed.format)
         if isinstance(error, GatewayError):
             if error.retry_after is not None:
                 request.setHeader(b"Retry-After", str(error.retry_after).encode())

@@ -11,6 +11,8 @@ USAGE = """usage: dbslayer COMMAND [options]
 
 commands:
   serve     run the gateway (dbslayer serve --help lists its options)
+  users     manage users in Redis: add, list, disable, enable, remove, rotate
+            (dbslayer users add NAME --role read|write|admin [--servers a,b] [--redis URL])
 """
 
 
@@ -22,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "serve":
         return serve(rest)
+    if command == "users":
+        from api.users_cli import main as users_main
+
+        return users_main(rest)
     print(f"dbslayer: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

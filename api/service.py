@@ -22,11 +22,15 @@ from api.app import GatewayApp
 from api.http import GatewaySite
 from api.observe import RequestRecorder
 from conf.settings import BackendSpec, Settings
+from gateway.auth import Authenticator, require_admin
 from gateway.backends import open_backend
+from gateway.cache import AnswerCache, MemoryCache, RedisCache
 from gateway.demo import ensure_demo_database
 from gateway.executor import Executor
 from gateway.health import HealthChecks, HealthPolicy, HealthTracker
+from gateway.redis import RedisClient, RedisService, RedisUnavailable
 from gateway.router import BackendStatus, Router
+from gateway.users import UserStore
 from stats.core import GatewayStats
 
 log = Logger()
@@ -178,6 +182,39 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
         _health_policy(settings),
         on_change=lambda name, old, new: stats.record_state_change(name, new),
     )
+    redis = None
+    if settings.redis_url:
+        redis = RedisClient(
+            settings.redis_url,
+            reactor,
+            timeout=settings.redis_timeout,
+            on_error=lambda reason: stats.record_event("redis", "errors"),
+        )
+    store: MemoryCache | RedisCache
+    if redis is not None:
+        store = RedisCache(redis, reactor, RedisUnavailable)
+    else:
+        store = MemoryCache(
+            reactor,
+            max_entries=settings.cache_memory_entries,
+            max_bytes=settings.cache_memory_bytes,
+        )
+    cache = AnswerCache(
+        store,
+        reactor,
+        default_ttl=float(settings.cache_default_ttl),
+        max_ttl=float(settings.cache_max_ttl),
+        on_event=lambda outcome: stats.record_event("cache", outcome),
+    )
+    authenticator = None
+    if settings.auth and redis is not None:
+        authenticator = Authenticator(
+            UserStore(redis),
+            reactor,
+            ttl=settings.auth_cache_ttl,
+            unavailable=RedisUnavailable,
+            on_event=lambda outcome: stats.record_event("auth", outcome),
+        )
     executor = Executor(
         backends,
         router,
@@ -185,12 +222,13 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
         max_statement_time=settings.max_statement_time,
         stats=stats,
         health=health,
+        cache=cache,
     )
     stats.backend_info = executor.backend_info
 
     access_log = _open_access_log(settings.access_log)
     recorder = RequestRecorder(stats, reactor, access_log)
-    gateway = GatewayApp(executor, settings.max_request_bytes)
+    gateway = GatewayApp(executor, settings.max_request_bytes, authenticator)
     sites: list[GatewaySite] = []
 
     def shutdown() -> None:
@@ -202,7 +240,16 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
         d = DeferredList([health.check_now(name) for name in names], consumeErrors=True)
         return d.addCallback(lambda _: {name: router.status(name).state for name in names})
 
-    admin = AdminApp(stats, readiness, shutdown, settings.drain_timeout)
+    guard = None
+    if authenticator is not None and settings.protect_admin:
+        checker = authenticator
+
+        def guard(request: Any) -> Deferred[Any]:
+            header = request.getHeader(b"authorization")
+            d = checker.authenticate(header.decode("latin-1") if header else None)
+            return d.addCallback(require_admin)
+
+    admin = AdminApp(stats, readiness, shutdown, settings.drain_timeout, guard)
     stats.in_flight = lambda: sum(site.in_flight for site in sites)
 
     def site_for(resource: Any) -> GatewaySite:
@@ -215,6 +262,10 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
     top = GatewayService(executor, sites, settings.drain_timeout, reactor, access_log)
     health.setName("health")
     health.setServiceParent(top)
+    if redis is not None:
+        redis_service = RedisService(redis)
+        redis_service.setName("redis")
+        redis_service.setServiceParent(top)
     main = MainResource(
         gateway.resource(), admin.resource() if settings.admin_on_main_port else None
     )
@@ -224,7 +275,7 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
             "admin", site_for(admin.resource()), settings.admin_host, settings.admin_port, reactor
         ).setServiceParent(top)
     for host in {settings.host} | ({settings.admin_host} if settings.admin_port else set()):
-        if not _is_loopback(host):
+        if not _is_loopback(host) and authenticator is None:
             log.warn(
                 "WARNING: listening on {host}, which is not a loopback address, and "
                 "authentication is off: anyone who can reach this port can run any SQL "

@@ -50,6 +50,11 @@ def build_parser(prog: str = "dbslayer serve") -> argparse.ArgumentParser:
         help_text = f"{meta.help} (default: {shown})".replace("%", "%%")
         metavar = {"list": "DSN", "float": "SECONDS", "int": "N"}.get(meta.kind, name.upper())
         action = "append" if meta.kind == "list" else "store"
+        if meta.kind == "bool":  # "--auth" alone means true; "--auth false" works too
+            parser.add_argument(
+                meta.flag, dest=name, nargs="?", const="true", metavar="true|false", help=help_text
+            )
+            continue
         parser.add_argument(meta.flag, dest=name, action=action, metavar=metavar, help=help_text)
     return parser
 
@@ -67,7 +72,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     if config is not None:
         for name, value in _read_toml(config, config_source, metas).items():
             values[name] = metas[name].from_toml(value)
-            sources[name] = f"{config} [{metas[name].section}] {name}"
+            sources[name] = f"{config} [{metas[name].section}] {metas[name].key or name}"
     for name, meta in metas.items():
         text = environ.get(env_var(name), "")
         if text:
@@ -102,19 +107,22 @@ def _read_toml(path: str, source: str, metas: Mapping[str, Any]) -> dict[str, ob
     except tomllib.TOMLDecodeError as err:
         raise SettingError("config", f"{path} is not valid TOML: {err}", source) from None
     found: dict[str, object] = {}
+    fields = {(m.section, m.key or n): n for n, m in metas.items()}
     for section, table in data.items():
         if section not in SECTIONS:
             hint = f"; {section} belongs in [{metas[section].section}]" if section in metas else ""
+            expected = ", ".join(f"[{s}]" for s in SECTIONS)
             raise SettingError(
-                section, f"unknown section [{section}], expected [server] or [database]{hint}", path
+                section, f"unknown section [{section}], expected one of {expected}{hint}", path
             )
         if not isinstance(table, dict):
             raise SettingError(section, f"[{section}] must be a table", path)
         for key, value in table.items():
-            meta = metas.get(key)
-            if meta is None or meta.section != section:
-                known = ", ".join(n for n, m in metas.items() if m.section == section)
+            name = fields.get((section, key))
+            if name is None:
+                meta = metas.get(key)
+                known = ", ".join(m.key or n for n, m in metas.items() if m.section == section)
                 hint = f"; it belongs in [{meta.section}]" if meta is not None else ""
                 raise SettingError(key, f"unknown key in [{section}]{hint} (known: {known})", path)
-            found[key] = value
+            found[name] = value
     return found

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-SECTIONS = ("server", "admin", "stats", "database", "health")
+SECTIONS = ("server", "admin", "stats", "database", "health", "redis", "auth", "cache")
 MODES = ("auto", "pool", "primary-replica", "named")
 ENV_PREFIX = "DBSLAYER_"
 _META = "dbslayer"
@@ -95,6 +95,7 @@ class SettingMeta:
     low: int | None = None
     high: int | None = None
     shown_default: str | None = None
+    key: str | None = None  # the key in the TOML section, when it differs from the field name
 
     def problem(self, value: object) -> str | None:
         """Return why ``value`` is not acceptable, or None if it is."""
@@ -433,7 +434,92 @@ class Settings:
         low=0,
     )
 
+    redis_url: str = _setting(
+        "",
+        "redis",
+        "--redis",
+        "Redis URL (redis://[:password@]host:6379/0) for users and the answer cache; "
+        "empty = no Redis (in-process cache, no auth)",
+        key="url",
+        repr=False,
+        shown_default="none",
+    )
+    redis_timeout: float = _setting(
+        1.0,
+        "redis",
+        "--redis-timeout",
+        "seconds every Redis call may take",
+        kind="float",
+        key="timeout",
+    )
+    auth: bool = _setting(
+        False,
+        "auth",
+        "--auth",
+        "require a user token (Authorization: Bearer, or Basic user:token) on /db and /dbform",
+        kind="bool",
+        key="enabled",
+    )
+    auth_cache_ttl: float = _setting(
+        5.0,
+        "auth",
+        "--auth-cache-ttl",
+        "seconds a user lookup is trusted without asking Redis again",
+        kind="float",
+        key="cache_ttl",
+    )
+    protect_admin: bool = _setting(
+        False,
+        "auth",
+        "--protect-admin",
+        "with auth on, /stats* and /metrics need an admin user too",
+        kind="bool",
+    )
+    cache_default_ttl: int = _setting(
+        0,
+        "cache",
+        "--cache-default-ttl",
+        "seconds a read-only answer may be served from the cache when the request gives no "
+        "CACHE (0 = only when asked)",
+        kind="int",
+        low=0,
+        key="default_ttl",
+    )
+    cache_max_ttl: int = _setting(
+        3600,
+        "cache",
+        "--cache-max-ttl",
+        "longest seconds an answer is cached",
+        kind="int",
+        low=1,
+        key="max_ttl",
+    )
+    cache_memory_entries: int = _setting(
+        1000,
+        "cache",
+        "--cache-memory-entries",
+        "answers kept by the in-process cache (used without Redis)",
+        kind="int",
+        low=1,
+        key="memory_entries",
+    )
+    cache_memory_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "cache",
+        "--cache-memory-bytes",
+        "bytes kept by the in-process cache (used without Redis)",
+        kind="int",
+        low=1024,
+        key="memory_bytes",
+    )
+
     def __attrs_post_init__(self) -> None:
+        if self.auth and not self.redis_url:
+            raise SettingError(
+                "auth",
+                "needs a Redis URL (--redis URL or [redis] url): users live in Redis",
+                related=("redis_url",),
+            )
         if self.read_timeout <= self.max_statement_time:
             raise SettingError(
                 "read_timeout",

@@ -107,10 +107,12 @@ class Run:
     server's id for the connection running it (to kill the statement), and whether it was
     killed."""
 
-    __slots__ = ("limit", "thread_id", "killed", "connection")
+    __slots__ = ("limit", "read_only", "thread_id", "killed", "connection")
 
-    def __init__(self, limit: float | None = None) -> None:
+    def __init__(self, limit: float | None = None, read_only: bool = False) -> None:
         self.limit = limit
+        #: Run the request read-only, so the database refuses any write (read users).
+        self.read_only = read_only
         self.thread_id: int | None = None
         self.killed = False
         self.connection: Any = None
@@ -432,6 +434,7 @@ class MySQLBackend:
         run.thread_id = conn.thread_id()
         if request.sql is not None:
             self._set_limit(conn, run.limit)
+            self._set_read_only(conn, run.read_only)
             transaction = request.rollback_on_error
             if transaction:
                 conn.autocommit(False)
@@ -460,8 +463,8 @@ class MySQLBackend:
                 conn.query("ROLLBACK; UNLOCK TABLES; SET autocommit=1")
                 while conn.next_result() == 0:
                     pass
-            if _SETS_LIMIT.search(request.sql):
-                conn._dbslayer_limit = "changed by the client"
+            if _SETS_SESSION.search(request.sql):
+                conn._dbslayer_limit = conn._dbslayer_read_only = "changed by the client"
             if timed_out:
                 raise run.timeout_error(self.name, answer.error.errno if answer.error else None)
         for key in request.info:
@@ -483,6 +486,14 @@ class MySQLBackend:
             millis = 0 if limit is None else max(1, int(limit * 1000))
             conn.query(f"SET SESSION max_execution_time = {millis}")
         conn._dbslayer_limit = limit
+
+    def _set_read_only(self, conn: Any, read_only: bool) -> None:
+        """Make the session read-only (or not), only when it changes: with it, the server
+        refuses any write, even one hidden in a stored function called by a SELECT."""
+        if getattr(conn, "_dbslayer_read_only", False) is read_only:
+            return
+        conn.query(f"SET SESSION TRANSACTION {'READ ONLY' if read_only else 'READ WRITE'}")
+        conn._dbslayer_read_only = read_only
 
     def _run_sql(self, conn: Any, request: Request, answer: Answer, sent: list[bool]) -> None:
         import MySQLdb
@@ -575,7 +586,9 @@ def _failed_check(failure: Any) -> CheckResult:
     )
 
 
-_SETS_LIMIT = re.compile(r"max_(statement|execution)_time", re.IGNORECASE)
+_SETS_SESSION = re.compile(
+    r"max_(statement|execution)_time|transaction|tx_read_only", re.IGNORECASE
+)
 _OPENS_TRANSACTION = re.compile(
     r"\b(BEGIN|START\s+TRANSACTION|AUTOCOMMIT|LOCK\s+TABLES?|XA)\b", re.IGNORECASE
 )
@@ -644,6 +657,10 @@ class SQLiteBackend:
     def _execute(self, conn: sqlite3.Connection, request: Request, run: Run) -> Answer:
         answer = Answer(server=self.name)
         run.connection = conn
+        state = (id(conn), run.read_only)
+        if getattr(self, "_read_only_state", (id(conn), False)) != state:
+            conn.execute(f"PRAGMA query_only = {1 if run.read_only else 0}")
+        self._read_only_state = state
         try:
             self._execute_on(conn, request, run, answer)
         finally:

@@ -12,13 +12,15 @@ every attempt to the statistics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 
+from gateway.auth import AuthFailed, allowed_backends, authorize_statements
 from gateway.backends import Backend, BackendUnavailable, ConnectionLost, Run
+from gateway.cache import AnswerCache, cache_key, cacheable
 from gateway.classify import is_read_only
 from gateway.health import HealthChecks
 from gateway.request import HELP, Request, RequestError
@@ -43,6 +45,7 @@ class Executor:
         max_statement_time: float | None = None,
         stats: GatewayStats | None = None,
         health: HealthChecks | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         if not backends:
             raise ValueError("an executor needs at least one backend")
@@ -54,9 +57,11 @@ class Executor:
         self.max_statement_time = max_statement_time
         self.stats = stats
         self.health = health
+        self.cache = cache
 
-    def execute(self, request: Request) -> Deferred[Answer]:
-        """Run a request; the Deferred fails with RequestError or a GatewayError."""
+    def execute(self, request: Request, user: Any = None) -> Deferred[Answer]:
+        """Run a request for ``user`` (None when authentication is off); the Deferred fails
+        with RequestError, AuthFailed or a GatewayError."""
         try:
             validate_server(request, self.mode, self.by_name)
         except RequestError as e:
@@ -65,14 +70,60 @@ class Executor:
             return succeed(_decorate(Answer(), request))
         read = request.sql is None or is_read_only(request.sql)
         try:
-            candidates = self.router.candidates(write=not read, server=request.server)
-        except NoBackend as e:
-            return fail(
-                BackendUnavailable(e.message, errno=e.errno, server=e.server, retry_after=1)
-            )
-        d = self._attempt(request, read, [c.name for c in candidates])
+            authorize_statements(user, read)
+            allowed = self._allowed(user, request)
+        except AuthFailed as e:
+            return fail(e)
+        read_only_run = user is not None and user.role == "read"
+
+        def work() -> Deferred[Answer]:
+            try:
+                candidates = self.router.candidates(write=not read, server=request.server)
+            except NoBackend as e:
+                return fail(
+                    BackendUnavailable(e.message, errno=e.errno, server=e.server, retry_after=1)
+                )
+            names = [c.name for c in candidates if c.name in allowed]
+            if not names:
+                return fail(
+                    BackendUnavailable(
+                        f"none of the backends this user may use ({', '.join(sorted(allowed))}) "
+                        "can take the request now; retry later",
+                        retry_after=1,
+                    )
+                )
+            return self._attempt(request, read, names, read_only_run)  # type: ignore[no-any-return]
+
+        d = self._cached(request, user, read, work)
         d.addCallback(_decorate, request)
         return d
+
+    def _allowed(self, user: Any, request: Request) -> set[str]:
+        names = allowed_backends(user, list(self.by_name))
+        if request.server is not None and request.server not in names:
+            raise AuthFailed(403, f"user {user.name} may not use backend {request.server}")
+        if not names:
+            raise AuthFailed(403, f"user {user.name} may not use any configured backend")
+        return set(names)
+
+    def _cached(
+        self, request: Request, user: Any, read: bool, work: Callable[[], Deferred[Answer]]
+    ) -> Deferred[Answer]:
+        """Serve from the answer cache where the request allows it."""
+        ttl = self.cache.ttl_for(request.cache_s) if self.cache is not None else None
+        if not ttl or not read or request.sql is None or self.cache is None:
+            return work()
+        if cacheable(request.sql, has_info_flags=bool(request.info)) is not None:
+            return work().addCallback(_mark, "bypass")
+        key = cache_key(
+            group=self.mode,
+            role=user.role if user is not None else "-",
+            sql=request.sql,
+            params=request.params,
+            server=request.server,
+        )
+        d = self.cache.fetch(key, ttl, work)
+        return d.addCallback(lambda found: _mark(found[0], found[1]))
 
     def time_limit(self, request: Request) -> float | None:
         """The configured maximum, lowered (never raised) by the request's TIMEOUT."""
@@ -83,14 +134,16 @@ class Executor:
         return limit
 
     @inlineCallbacks
-    def _attempt(self, request: Request, read: bool, names: list[str]) -> Any:
+    def _attempt(
+        self, request: Request, read: bool, names: list[str], read_only_run: bool = False
+    ) -> Any:
         last: Exception | None = None
         for position, name in enumerate(names):
             status = self.router.status(name)
             if position and not status.usable:
                 continue  # marked down while an earlier candidate was tried
             try:
-                answer = yield self._run_on(self.by_name[name], request)
+                answer = yield self._run_on(self.by_name[name], request, read_only_run)
             except BackendUnavailable as e:
                 self._report_down(name, e)
                 last = e
@@ -120,10 +173,10 @@ class Executor:
             )
         raise last
 
-    def _run_on(self, backend: Backend, request: Request) -> Deferred[Answer]:
+    def _run_on(self, backend: Backend, request: Request, read_only: bool) -> Deferred[Answer]:
         status = self.router.status(backend.name)
         status.in_flight += 1
-        run = Run(self.time_limit(request))
+        run = Run(self.time_limit(request), read_only=read_only)
         started = self.clock.seconds()
         deadline = None
         if run.limit is not None:
@@ -207,6 +260,11 @@ def validate_server(request: Request, mode: str, by_name: dict[str, Backend]) ->
         raise RequestError(f"SERVER is required where backends are named; one of: {names}")
     if request.server not in by_name:
         raise RequestError(f"unknown SERVER {request.server!r}; one of: {names}")
+
+
+def _mark(answer: Answer, outcome: str) -> Answer:
+    answer.cache = outcome
+    return answer
 
 
 def _decorate(answer: Answer, request: Request) -> Answer:

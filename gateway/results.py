@@ -108,6 +108,8 @@ class Answer:
     error: SQLError | None = None
     server: str | None = None
     extras: dict[str, Any] = attrs.field(factory=dict)
+    #: Where the answer came from when the cache was asked: "hit", "miss" or "bypass".
+    cache: str | None = attrs.field(default=None, eq=False)
 
     def to_wire(self) -> dict[str, Any]:
         """The DBSlayer response object, keys in the reference's (sorted) order."""

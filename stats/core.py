@@ -60,6 +60,15 @@ class Figures:
     backends: dict[str, BackendCounters]
     backend_live: dict[str, dict[str, Any]]
     in_flight: int
+    events: dict[str, dict[str, int]]  # family (auth, cache, redis) -> outcome -> count
+
+
+#: Event families and their outcomes, all shown from the start (zeros included).
+EVENTS = {
+    "auth": ("success", "failure"),
+    "cache": ("hit", "miss", "bypass"),
+    "redis": ("errors",),
+}
 
 
 class GatewayStats:
@@ -89,6 +98,7 @@ class GatewayStats:
         self._backends: dict[str, BackendCounters] = {}
         self._log = Journal(journal_size)
         self._errors = Journal(journal_size)
+        self._events = {family: dict.fromkeys(outcomes, 0) for family, outcomes in EVENTS.items()}
         self.backend_info: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
         self.in_flight: Callable[[], int] | None = None
 
@@ -152,6 +162,12 @@ class GatewayStats:
         counters.sql_errors += int(sql_error)
         counters.latency.observe(duration)
 
+    def record_event(self, family: str, outcome: str) -> None:
+        """Count one event: ("auth", "success"|"failure"), ("cache", "hit"|"miss"|"bypass"),
+        ("redis", "errors")."""
+        counts = self._events.setdefault(family, {})
+        counts[outcome] = counts.get(outcome, 0) + 1
+
     def record_state_change(self, name: str, state: str) -> None:
         """Backend ``name`` changed to ``state`` (counted; the live state comes from
         ``backend_info``)."""
@@ -187,6 +203,7 @@ class GatewayStats:
             backends=dict(sorted(backends.items())),
             backend_live=live,
             in_flight=int(self.in_flight()) if self.in_flight is not None else 0,
+            events={family: dict(counts) for family, counts in self._events.items()},
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -220,6 +237,7 @@ class GatewayStats:
                 for name, c in f.backends.items()
             },
             "in_flight": f.in_flight,
+            **f.events,
         }
 
     def log_entries(self) -> list[dict[str, Any]]:

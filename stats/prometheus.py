@@ -45,6 +45,26 @@ class GatewayCollector(Collector):
         f = self.stats.figures()
         yield from self._requests(f)
         yield from self._backends(f)
+        yield from self._events(f)
+
+    def _events(self, f: Figures) -> Iterator[Metric]:
+        auth = CounterMetricFamily(
+            f"{PREFIX}_auth", "Authentication attempts by outcome.", labels=["outcome"]
+        )
+        for outcome, count in f.events.get("auth", {}).items():
+            auth.add_metric([outcome], count)
+        yield auth
+        cache = CounterMetricFamily(
+            f"{PREFIX}_cache", "Answer cache lookups by outcome.", labels=["outcome"]
+        )
+        for outcome, count in f.events.get("cache", {}).items():
+            cache.add_metric([outcome], count)
+        yield cache
+        yield CounterMetricFamily(
+            f"{PREFIX}_redis_errors",
+            "Redis calls that failed or timed out.",
+            value=f.events.get("redis", {}).get("errors", 0),
+        )
 
     def _requests(self, f: Figures) -> Iterator[Metric]:
         requests = CounterMetricFamily(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Gateway, MariaDB
+from tests.servers import Gateway, MariaDB, Redis
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +45,14 @@ def gateway_factory(tmp_path: Path) -> Iterator[object]:
     yield start
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """A throwaway redis-server for one test."""
+    reason = Redis.available()
+    if reason:
+        pytest.skip(reason)
+    server = Redis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -150,6 +150,82 @@ class MariaDB:
             self.proc = None
 
 
+class Redis:
+    """A throwaway redis-server: loopback port, no persistence, in its own directory."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.dir = directory
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = directory / "redis.log"
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    @staticmethod
+    def available() -> str | None:
+        """None when redis-server exists, else the reason it does not."""
+        if not _which_or_none("redis-server"):
+            return "redis-server not found (apt-get install redis-server)"
+        return None
+
+    def start(self) -> Redis:
+        self.proc = subprocess.Popen(
+            [
+                _which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait(self._ready, 20, "redis-server", self.log)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(
+                f"redis-server exited: {self.log.read_text(errors='replace')[-2000:]}"
+            )
+        return self.command("PING") == "PONG"
+
+    def command(self, *args: str) -> str:
+        """Run one command with redis-cli; return its raw output (stripped)."""
+        try:
+            out = subprocess.run(
+                [_which("redis-cli"), "-p", str(self.port), "--raw", *args],
+                capture_output=True,
+                timeout=10,
+            )
+        except subprocess.TimeoutExpired:
+            return ""
+        return out.stdout.decode(errors="replace").strip()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
 class Gateway:
     """``dbslayer serve`` as a user runs it, in a subprocess on a free port."""
 
@@ -251,6 +327,10 @@ class Reply:
 
     def __repr__(self) -> str:
         return f"Reply({self.status}, {self.body[:500]!r})"
+
+
+def _which_or_none(binary: str) -> str | None:
+    return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 
 def _which(binary: str) -> str:

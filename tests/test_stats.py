@@ -272,6 +272,9 @@ def test_snapshot_key_order_and_reference_keys(clock: Clock) -> None:
         "statements",
         "backends",
         "in_flight",
+        "auth",
+        "cache",
+        "redis",
     ]
     assert snapshot["current_time"] == T0 + 90
     assert snapshot["start_time"] == T0
