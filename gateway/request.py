@@ -32,6 +32,7 @@ HELP = {
     "PARAMS": "in(array|object) bind parameters for %s or %(name)s placeholders, escaped by the driver",
     "ROLLBACK_ON_ERROR": "in(boolean) run the statements in one transaction, rolled back on an SQL error",
     "TIMEOUT": "in(number) milliseconds; lowers (never raises) the statement time limit: 504 past it",
+    "CACHE": "in(number) seconds; a cached answer up to this old is fine (read-only statements)",
     "STAT": "in(boolean) : out(string) result of mysql_stat()",
     "CLIENT_INFO": "in(boolean) : out(string) result of mysql_get_client_info()",
     "HOST_INFO": "in(boolean) : out(string) result of mysql_get_host_info()",
