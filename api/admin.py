@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from api.http import json_answer, json_error, not_allowed, not_found
+from api.http import json_answer, json_error, not_allowed, not_found, static_file, wants_html
 from gateway.auth import CHALLENGE, AuthFailed
 from stats.core import GatewayStats
 from stats.prometheus import render_metrics
@@ -78,8 +78,16 @@ class AdminApp:
 
     @app.route("/stats", methods=["GET"])
     def stats_(self, request: Any) -> Any:
-        """The reference keys plus the extension figures."""
+        """The reference keys plus the extension figures; a browser asking for HTML gets the
+        dashboard page, which reads this same JSON."""
+        if wants_html(request):
+            return static_file(request, "dashboard.html")
         return self._guarded(request, lambda: json_answer(request, self.stats.snapshot()))
+
+    @app.route("/static/<path:name>", methods=["GET"])
+    def static(self, request: Any, name: str) -> bytes:
+        """The dashboard's static files, on the admin listener too."""
+        return static_file(request, name)
 
     @app.route("/stats/log", methods=["GET"])
     def stats_log(self, request: Any) -> Any:

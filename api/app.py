@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from api.http import not_allowed, not_found
+from api.http import not_allowed, not_found, static_file
 from api.render import CsvNotApplicable, render
 from gateway.auth import CHALLENGE, AuthFailed
 from gateway.backends import GatewayError
@@ -88,6 +88,16 @@ class GatewayApp:
         except RequestError as e:
             return self._error(request, e.status, {"ERROR": str(e)})
         return self._run(request, parsed)
+
+    @app.route("/", methods=["GET"])
+    def console(self, request: Any) -> bytes:
+        """The query console (static page; it talks to /db like any client)."""
+        return static_file(request, "console.html")
+
+    @app.route("/static/<path:name>", methods=["GET"])
+    def static(self, request: Any, name: str) -> bytes:
+        """The console's and dashboard's static files."""
+        return static_file(request, name)
 
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Failure) -> bytes:

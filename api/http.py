@@ -15,6 +15,7 @@ hook called when a request is finished or refused (statistics and the access log
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -212,3 +213,30 @@ def not_allowed(request: Any, failure: Any) -> bytes:
         request.setHeader(b"Allow", ", ".join(allowed).encode())
     method = request.method.decode("ascii", "replace")
     return json_error(request, 405, f"method {method} not allowed here; use {', '.join(allowed)}")
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+_TYPES = {".html": b"text/html; charset=utf-8", ".css": b"text/css; charset=utf-8",
+          ".js": b"text/javascript; charset=utf-8", ".png": b"image/png",
+          ".svg": b"image/svg+xml"}
+
+
+def static_file(request: Any, name: str) -> bytes:
+    """A file of api/static (no directory listing, no path outside it), or a JSON 404."""
+    path = (STATIC / name).resolve()
+    if STATIC not in path.parents or not path.is_file():
+        return json_error(request, 404, f"no such file {name}")
+    body = path.read_bytes()
+    request.setHeader(b"Content-Type", _TYPES.get(path.suffix, b"application/octet-stream"))
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    request.setHeader(b"Cache-Control", b"no-cache")
+    request.setHeader(b"X-Content-Type-Options", b"nosniff")
+    return body
+
+
+def wants_html(request: Any) -> bool:
+    """True when the client (a browser) prefers HTML to JSON."""
+    accept = (request.getHeader(b"accept") or b"").decode("latin-1").lower()
+    if "text/html" not in accept:
+        return False
+    return accept.find("text/html") < accept.find("json") if "json" in accept else True
