@@ -145,6 +145,8 @@ class GatewayApp:
     def _answered(self, answer: Answer, request: Any, parsed: Request) -> bytes:
         if answer.cache is not None:
             request.setHeader(b"X-Cache", answer.cache.encode())
+        if answer.truncated:
+            request.setHeader(b"X-Truncated", b"true")
         if answer.error is not None:
             request.sql_error = True
             request.error_message = f"{answer.error.errno}: {answer.error.message}"

@@ -49,18 +49,28 @@ class GatewayRequest(Request):
         site: Any = self.channel.site  # type: ignore[attr-defined]
         self.started = site.clock.seconds()
         if site.draining:
-            self.setResponseCode(503)
-            self.setHeader(b"Content-Type", b"application/json")
-            self.setHeader(b"Retry-After", b"1")
-            self.setHeader(b"Connection", b"close")
-            body = error_body("the gateway is shutting down; retry on another instance")
-            self.error_message = "shutting down"
-            self.setHeader(b"Content-Length", b"%d" % len(body))
-            self.write(body)
-            self.finish()
+            self._refuse("the gateway is shutting down; retry on another instance", close=True)
+            return
+        if site.in_flight >= site.max_in_flight and self.path in (b"/db", b"/dbform"):
+            self._refuse(
+                f"too many requests in flight (the limit is {site.max_in_flight}); retry shortly"
+            )
             return
         site.track(self)
         super().process()
+
+    def _refuse(self, message: str, close: bool = False) -> None:
+        """A 503 with Retry-After, answered at once without running anything."""
+        self.setResponseCode(503)
+        self.setHeader(b"Content-Type", b"application/json")
+        self.setHeader(b"Retry-After", b"1")
+        if close:
+            self.setHeader(b"Connection", b"close")
+        body = error_body(message)
+        self.error_message = message
+        self.setHeader(b"Content-Length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
 
     def handleContentChunk(self, data: bytes) -> None:
         self._body_bytes += len(data)
@@ -139,9 +149,17 @@ class GatewaySite(Site):
     displayTracebacks = False
     requestFactory = GatewayRequest
 
-    def __init__(self, resource: Any, max_request_bytes: int, clock: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        resource: Any,
+        max_request_bytes: int,
+        clock: Any,
+        max_in_flight: int = 512,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(resource, reactor=clock, **kwargs)
         self.max_request_bytes = max_request_bytes
+        self.max_in_flight = max_in_flight
         self.clock = clock
         self.draining = False
         #: Called with each finished request (statistics, access log).
@@ -216,9 +234,13 @@ def not_allowed(request: Any, failure: Any) -> bytes:
 
 
 STATIC = Path(__file__).resolve().parent / "static"
-_TYPES = {".html": b"text/html; charset=utf-8", ".css": b"text/css; charset=utf-8",
-          ".js": b"text/javascript; charset=utf-8", ".png": b"image/png",
-          ".svg": b"image/svg+xml"}
+_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".png": b"image/png",
+    ".svg": b"image/svg+xml",
+}
 
 
 def static_file(request: Any, name: str) -> bytes:

@@ -16,6 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, inlin
 from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
 from api.admin import ADMIN_SEGMENTS, AdminApp
 from api.app import GatewayApp
@@ -40,20 +41,48 @@ FLUSH_SECONDS = 0.1
 
 
 class MainResource(Resource):
-    """The main port: DBSlayer routes, and the admin routes where they are enabled there."""
+    """The main port: DBSlayer routes, and the admin routes where they are enabled there.
+
+    ``GET``/``POST`` on ``/db`` and ``/dbform`` go straight to the app's handlers (the hot path
+    skips Klein's URL matching); everything else is routed by the Klein apps."""
 
     isLeaf = True
 
-    def __init__(self, gateway: Any, admin: Any | None) -> None:
+    def __init__(self, app: GatewayApp, gateway: Any, admin: Any | None) -> None:
         super().__init__()
+        self.direct = {b"/db": app.db, b"/dbform": app.dbform}
         self.gateway = gateway
         self.admin = admin
 
     def render(self, request: Any) -> Any:
+        handler = self.direct.get(request.path)
+        if handler is not None and request.method in (b"GET", b"POST"):
+            result = handler(request)
+            if isinstance(result, bytes):
+                return result
+            result.addCallback(_write_answer, request)
+            result.addErrback(_write_failure, request)
+            return NOT_DONE_YET
         first = request.postpath[0] if request.postpath else b""
         if self.admin is not None and first in ADMIN_SEGMENTS:
             return self.admin.render(request)
         return self.gateway.render(request)
+
+
+def _write_answer(body: bytes, request: Any) -> None:
+    if request.finished or request._disconnected:
+        return  # the client went away; nothing to write to
+    request.write(body)
+    request.finish()
+
+
+def _write_failure(failure: Any, request: Any) -> None:
+    log.failure("unexpected error while answering", failure)
+    if not (request.finished or request._disconnected):
+        request.setResponseCode(500)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.write(b'{"ERROR":"internal error in the gateway; it was logged"}')
+        request.finish()
 
 
 class HTTPService(Service):
@@ -223,6 +252,7 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
         stats=stats,
         health=health,
         cache=cache,
+        max_rows=settings.max_rows,
     )
     stats.backend_info = executor.backend_info
 
@@ -253,7 +283,7 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
     stats.in_flight = lambda: sum(site.in_flight for site in sites)
 
     def site_for(resource: Any) -> GatewaySite:
-        site = GatewaySite(resource, settings.max_request_bytes, reactor)
+        site = GatewaySite(resource, settings.max_request_bytes, reactor, settings.max_in_flight)
         site.on_finished = recorder.finished
         site.on_refused = recorder.refused
         sites.append(site)
@@ -267,7 +297,7 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
         redis_service.setName("redis")
         redis_service.setServiceParent(top)
     main = MainResource(
-        gateway.resource(), admin.resource() if settings.admin_on_main_port else None
+        gateway, gateway.resource(), admin.resource() if settings.admin_on_main_port else None
     )
     HTTPService("http", site_for(main), settings.host, settings.port, reactor).setServiceParent(top)
     if settings.admin_port:

@@ -251,6 +251,22 @@ class Settings:
         kind="int",
         low=1024,
     )
+    max_in_flight: int = _setting(
+        512,
+        "server",
+        "--max-in-flight",
+        "most /db and /dbform requests served at once; beyond it 503 with Retry-After at once",
+        kind="int",
+        low=1,
+    )
+    max_rows: int = _setting(
+        100000,
+        "server",
+        "--max-rows",
+        "most rows one answer carries; past it the answer ends with TRUNCATED: true",
+        kind="int",
+        low=1,
+    )
     drain_timeout: float = _setting(
         30.0,
         "server",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import select
 import sqlite3
 import time
 from collections.abc import Callable
@@ -107,10 +108,14 @@ class Run:
     server's id for the connection running it (to kill the statement), and whether it was
     killed."""
 
-    __slots__ = ("limit", "read_only", "thread_id", "killed", "connection")
+    __slots__ = ("limit", "read_only", "max_rows", "thread_id", "killed", "connection")
 
-    def __init__(self, limit: float | None = None, read_only: bool = False) -> None:
+    def __init__(
+        self, limit: float | None = None, read_only: bool = False, max_rows: int | None = None
+    ) -> None:
         self.limit = limit
+        #: Rows one result set may carry; past it the answer is cut and marked TRUNCATED.
+        self.max_rows = max_rows
         #: Run the request read-only, so the database refuses any write (read users).
         self.read_only = read_only
         self.thread_id: int | None = None
@@ -203,6 +208,12 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
             if self._is_broken(e):
                 self.discard(conn)
             raise
+        finally:
+            self._last_used[id(conn)] = time.monotonic()
+            if getattr(conn, "_dbslayer_discard", False):
+                # The answer was cut short with rows still unread: closing the connection is
+                # cheaper than reading them, and the server stops the statement.
+                self.discard(conn)
 
     def checkout(self) -> Any:
         """This thread's connection, pinged; a dead one is replaced by a new connection.
@@ -228,14 +239,33 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
                 retry_after=1,
             ) from None
 
+    #: A connection idle longer than this gets a real ping (a round trip) before use; one used
+    #: more recently is checked locally: an idle MySQL connection has nothing to read, so a
+    #: readable socket means the server closed it (restart, kill, wait_timeout).
+    PING_AFTER_IDLE = 10.0
+
+    @property
+    def _last_used(self) -> dict[int, float]:
+        used: dict[int, float] | None = self.__dict__.get("_used")
+        if used is None:
+            used = self.__dict__["_used"] = {}
+        return used
+
     def ping(self, conn: Any) -> None:
-        conn.ping()
+        last = self._last_used.get(id(conn))
+        if last is None or time.monotonic() - last > self.PING_AFTER_IDLE:
+            conn.ping()
+            return
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            raise self.dbapi.OperationalError(2006, "the server closed the connection")
 
     def discard(self, conn: Any) -> None:
         """Close and forget a connection (ignoring errors: it is usually dead already)."""
         tid = self.threadID()
         if self.connections.get(tid) is conn:
             del self.connections[tid]
+        self._last_used.pop(id(conn), None)
         try:
             conn.close()
         except Exception:
@@ -440,7 +470,7 @@ class MySQLBackend:
                 conn.autocommit(False)
             started = time.monotonic()
             try:
-                self._run_sql(conn, request, answer, sent)
+                self._run_sql(conn, request, answer, sent, run.max_rows)
             except ParamsMismatch:
                 if transaction:
                     conn.rollback()
@@ -495,10 +525,16 @@ class MySQLBackend:
         conn.query(f"SET SESSION TRANSACTION {'READ ONLY' if read_only else 'READ WRITE'}")
         conn._dbslayer_read_only = read_only
 
-    def _run_sql(self, conn: Any, request: Request, answer: Answer, sent: list[bool]) -> None:
+    def _run_sql(
+        self, conn: Any, request: Request, answer: Answer, sent: list[bool], max_rows: int | None
+    ) -> None:
         import MySQLdb
+        from MySQLdb.cursors import SSCursor
 
-        cursor = conn.cursor()
+        # An unbuffered cursor: rows are read from the server as they are fetched, so the row
+        # limit bounds the memory an answer takes, however large the result.
+        cursor = conn.cursor(SSCursor)
+        cut = False
         try:
             try:
                 sent[0] = True
@@ -517,7 +553,16 @@ class MySQLBackend:
                 raise
             while True:
                 if cursor.description is not None:
-                    answer.results.append(result_set(cursor.description, cursor.fetchall()))
+                    if max_rows is None:
+                        rows = cursor.fetchall()
+                    else:
+                        rows = cursor.fetchmany(max_rows + 1)
+                        cut = len(rows) > max_rows
+                        rows = rows[:max_rows] if cut else rows
+                    answer.results.append(result_set(cursor.description, rows, truncated=cut))
+                    if cut:
+                        conn._dbslayer_discard = True
+                        break
                 else:
                     answer.results.append(Update(max(cursor.rowcount, 0), cursor.lastrowid or 0))
                 if cursor.nextset() is None:
@@ -528,10 +573,11 @@ class MySQLBackend:
                 raise
             answer.error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
         finally:
-            try:
-                cursor.close()
-            except MySQLdb.Error:
-                pass
+            if not cut:
+                try:
+                    cursor.close()
+                except MySQLdb.Error:
+                    pass
 
     def _connection_error(
         self, e: BaseException, errno: int | None, not_sent: bool
@@ -680,7 +726,8 @@ class SQLiteBackend:
                 conn.execute("BEGIN")
             for statement in statements:
                 try:
-                    self._run_one(conn, statement, request.params, answer)
+                    if self._run_one(conn, statement, request.params, answer, run.max_rows):
+                        break  # cut by the row limit: the statements after it do not run
                 except sqlite3.ProgrammingError as e:
                     raise ParamsMismatch(
                         f"PARAMS do not match the placeholders in SQL ({e})", server=self.name
@@ -701,21 +748,30 @@ class SQLiteBackend:
             answer.extras[key] = self._info(key)
 
     def _run_one(
-        self, conn: sqlite3.Connection, statement: str, params: Any, answer: Answer
-    ) -> None:
+        self,
+        conn: sqlite3.Connection,
+        statement: str,
+        params: Any,
+        answer: Answer,
+        max_rows: int | None,
+    ) -> bool:
+        """Run one statement; True when its rows were cut by the row limit."""
         cursor = conn.cursor()
         try:
             args = () if params is None else params
             cursor.execute(to_qmark(statement, "sqlite") if params is not None else statement, args)
             if cursor.description is not None:
-                rows = cursor.fetchall()
+                rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
+                cut = max_rows is not None and len(rows) > max_rows
+                rows = rows[:max_rows] if cut else rows
                 types = [
                     _sqlite_type(next((r[i] for r in rows if r[i] is not None), None))
                     for i in range(len(cursor.description))
                 ]
-                answer.results.append(result_set(cursor.description, rows, types))
-            else:
-                answer.results.append(Update(max(cursor.rowcount, 0), cursor.lastrowid or 0))
+                answer.results.append(result_set(cursor.description, rows, types, truncated=cut))
+                return cut
+            answer.results.append(Update(max(cursor.rowcount, 0), cursor.lastrowid or 0))
+            return False
         finally:
             cursor.close()
 

@@ -45,6 +45,7 @@ The module tokenizes with its own small lexer, so string contents never match a 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -354,9 +355,23 @@ def classify_statement(statement: str) -> str:
     return READ if all(_kind(group) == READ for group in code + plain) else WRITE
 
 
+#: SQL texts up to this long have their classification remembered (clients repeat the same
+#: statements; a bounded LRU keeps the tokenizer off the hot path).
+_MEMO_MAX_LEN = 4096
+
+
 def classify(sql: str) -> tuple[str, ...]:
     """The kind of each statement of a (multi-statement) SQL text; () for an empty one."""
+    if len(sql) <= _MEMO_MAX_LEN:
+        return _classify_memo(sql)
+    return _classify(sql)
+
+
+def _classify(sql: str) -> tuple[str, ...]:
     return tuple(classify_statement(statement) for statement in split_statements(sql))
+
+
+_classify_memo = functools.lru_cache(maxsize=4096)(_classify)
 
 
 def is_read_only(sql: str) -> bool:
@@ -375,6 +390,12 @@ def is_deterministic(sql: str) -> bool:
     """False when any statement calls a `NONDETERMINISTIC` function (or uses its keyword form,
     e.g. ``CURRENT_TIMESTAMP``), reads a sequence, or uses a user (``@x``) or system
     (``@@x``) variable; True otherwise (stored functions are not looked into)."""
+    if len(sql) <= _MEMO_MAX_LEN:
+        return _deterministic_memo(sql)
+    return _is_deterministic(sql)
+
+
+def _is_deterministic(sql: str) -> bool:
     tokens = _tokenize(sql, executable=True)
     for i, token in enumerate(tokens):
         if token.kind == VAR:
@@ -396,3 +417,6 @@ def is_deterministic(sql: str) -> bool:
                 continue
             return False
     return True
+
+
+_deterministic_memo = functools.lru_cache(maxsize=4096)(_is_deterministic)

@@ -46,6 +46,7 @@ class Executor:
         stats: GatewayStats | None = None,
         health: HealthChecks | None = None,
         cache: AnswerCache | None = None,
+        max_rows: int | None = None,
     ) -> None:
         if not backends:
             raise ValueError("an executor needs at least one backend")
@@ -58,6 +59,7 @@ class Executor:
         self.stats = stats
         self.health = health
         self.cache = cache
+        self.max_rows = max_rows
 
     def execute(self, request: Request, user: Any = None) -> Deferred[Answer]:
         """Run a request for ``user`` (None when authentication is off); the Deferred fails
@@ -176,7 +178,7 @@ class Executor:
     def _run_on(self, backend: Backend, request: Request, read_only: bool) -> Deferred[Answer]:
         status = self.router.status(backend.name)
         status.in_flight += 1
-        run = Run(self.time_limit(request), read_only=read_only)
+        run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
         started = self.clock.seconds()
         deadline = None
         if run.limit is not None:

@@ -66,16 +66,21 @@ class ResultSet:
     rows: list[list[Any]]
     base64: list[int] = attrs.field(factory=list)
 
+    #: True when the row limit cut this result set short (answered as "TRUNCATED": true).
+    truncated: bool = False
+
     def to_wire(self) -> dict[str, Any]:
-        """The reference shape: keys sorted, BASE64 only where binary columns exist."""
+        """The reference shape: keys sorted, BASE64 only where binary columns exist, TRUNCATED
+        only where the row limit cut the rows."""
+        wire: dict[str, Any] = {}
         if self.base64:
-            return {
-                "BASE64": self.base64,
-                "HEADER": self.header,
-                "ROWS": self.rows,
-                "TYPES": self.types,
-            }
-        return {"HEADER": self.header, "ROWS": self.rows, "TYPES": self.types}
+            wire["BASE64"] = self.base64
+        wire["HEADER"] = self.header
+        wire["ROWS"] = self.rows
+        if self.truncated:
+            wire["TRUNCATED"] = True
+        wire["TYPES"] = self.types
+        return wire
 
 
 @attrs.frozen(slots=True)
@@ -108,6 +113,11 @@ class Answer:
     error: SQLError | None = None
     server: str | None = None
     extras: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        return any(isinstance(r, ResultSet) and r.truncated for r in self.results)
+
     #: Where the answer came from when the cache was asked: "hit", "miss" or "bypass".
     cache: str | None = attrs.field(default=None, eq=False)
 
@@ -133,6 +143,7 @@ def result_set(
     description: Sequence[Sequence[Any]],
     rows: Iterable[Sequence[Any]],
     types: list[str] | None = None,
+    truncated: bool = False,
 ) -> ResultSet:
     """Build a ResultSet from a DB-API description and rows, base64-encoding binary values.
 
@@ -147,7 +158,7 @@ def result_set(
             value = row[i]
             if value is not None:
                 row[i] = b64encode(value).decode("ascii")
-    return ResultSet(header=header, types=types, rows=table, base64=binary)
+    return ResultSet(header=header, types=types, rows=table, base64=binary, truncated=truncated)
 
 
 def _column_name(name: Any) -> str:
