@@ -20,7 +20,7 @@ run: install
 	$(BIN)/dbslayer serve $(ARGS)
 
 test: install
-	./.ci/system-packages test
+	./.ci/system-packages test browser
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
@@ -28,7 +28,8 @@ lint: install
 	$(BIN)/mypy api conf gateway stats
 
 bench: install
-	@echo "make bench: the benchmark arrives with the performance work (issue 6); nothing to measure yet."
+	./.ci/system-packages test bench
+	$(BIN)/python tests/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

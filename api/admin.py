@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from api.http import json_answer, json_error, not_allowed, not_found, static_file, wants_html
 from gateway.auth import CHALLENGE, AuthFailed
-from stats.core import GatewayStats
+from stats.core import Figures, GatewayStats
 from stats.prometheus import render_metrics
 
 #: First path segments that belong to the admin routes.
@@ -48,6 +48,7 @@ class AdminApp:
         shutdown: Callable[[], None],
         drain_timeout: float,
         guard: Callable[[Any], Deferred[Any]] | None = None,
+        peers: Callable[[], Deferred[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self.stats = stats
         self.readiness = readiness
@@ -55,8 +56,17 @@ class AdminApp:
         self.drain_timeout = drain_timeout
         #: When monitoring is protected: checks the request's credentials (admin role).
         self.guard = guard
+        #: With several workers: gathers the other workers' exported statistics.
+        self.peers = peers
 
-    def _guarded(self, request: Any, produce: Callable[[], bytes]) -> Any:
+    def _whole(self) -> Deferred[tuple[Figures, list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Figures and journals of the whole server (every worker)."""
+        if self.peers is None:
+            own = (self.stats.figures(), self.stats.log_entries(), self.stats.error_entries())
+            return succeed(own)
+        return self.peers().addCallback(self.stats.merged)
+
+    def _guarded(self, request: Any, produce: Callable[[], Any]) -> Any:
         if self.guard is None:
             return produce()
         d = self.guard(request)
@@ -82,7 +92,12 @@ class AdminApp:
         dashboard page, which reads this same JSON."""
         if wants_html(request):
             return static_file(request, "dashboard.html")
-        return self._guarded(request, lambda: json_answer(request, self.stats.snapshot()))
+        return self._guarded(
+            request,
+            lambda: self._whole().addCallback(
+                lambda whole: json_answer(request, self.stats.snapshot(whole[0]))
+            ),
+        )
 
     @app.route("/static/<path:name>", methods=["GET"])
     def static(self, request: Any, name: str) -> bytes:
@@ -92,25 +107,31 @@ class AdminApp:
     @app.route("/stats/log", methods=["GET"])
     def stats_log(self, request: Any) -> Any:
         """The last requests, oldest first."""
-        return self._guarded(request, lambda: json_answer(request, self.stats.log_entries()))
+        return self._guarded(
+            request,
+            lambda: self._whole().addCallback(lambda whole: json_answer(request, whole[1])),
+        )
 
     @app.route("/stats/error", methods=["GET"])
     @app.route("/stats/errors", methods=["GET"])
     def stats_errors(self, request: Any) -> Any:
         """The last errors, oldest first."""
-        return self._guarded(request, lambda: json_answer(request, self.stats.error_entries()))
+        return self._guarded(
+            request,
+            lambda: self._whole().addCallback(lambda whole: json_answer(request, whole[2])),
+        )
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: Any) -> Any:
         """Prometheus text exposition of the same figures."""
 
-        def produce() -> bytes:
-            body, content_type = render_metrics(self.stats)
+        def produce(whole: Any) -> bytes:
+            body, content_type = render_metrics(self.stats, whole[0])
             request.setHeader(b"Content-Type", content_type.encode())
             request.setHeader(b"Content-Length", b"%d" % len(body))
             return body
 
-        return self._guarded(request, produce)
+        return self._guarded(request, lambda: self._whole().addCallback(produce))
 
     @app.route("/health", methods=["GET"])
     def health(self, request: Any) -> bytes:

@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(argv: Sequence[str]) -> int:
     """Load the settings, start the services, run the reactor until stopped."""
+    from api.workers import WorkerContext
     from conf.load import SettingError, load_settings
 
     try:
@@ -41,6 +42,23 @@ def serve(argv: Sequence[str]) -> int:
     except SettingError as e:
         print(f"dbslayer: {e}", file=sys.stderr)
         return 2
+
+    workers = settings.workers or os.cpu_count() or 1
+    worker = WorkerContext.from_environ(os.environ)
+    if workers > 1 and worker is None:
+        from api.workers import run_master
+        from gateway.demo import ensure_demo_database
+
+        try:
+            if not settings.resolve_backends()[1]:
+                ensure_demo_database(settings.demo_database)  # once, before the workers start
+        except SettingError as e:
+            print(f"dbslayer: {e}", file=sys.stderr)
+            return 2
+        admin = (settings.admin_host, settings.admin_port) if settings.admin_port else None
+        return run_master(
+            argv, workers, settings.host, settings.port, admin, settings.drain_timeout
+        )
 
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import CannotListenError
@@ -52,11 +70,17 @@ def serve(argv: Sequence[str]) -> int:
     observer: Any = textFileLogObserver(sys.stdout)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     try:
-        service = make_service(settings, reactor)
+        service = make_service(settings, reactor, worker)
         service.startService()
     except CannotListenError as e:
         print(
             f"dbslayer: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as e:  # binding a shared (SO_REUSEPORT) port
+        print(
+            f"dbslayer: cannot listen on {settings.host}:{settings.port}: {e.strerror}",
             file=sys.stderr,
         )
         return 1

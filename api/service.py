@@ -22,6 +22,8 @@ from api.admin import ADMIN_SEGMENTS, AdminApp
 from api.app import GatewayApp
 from api.http import GatewaySite
 from api.observe import RequestRecorder
+from api.peers import PeerStats
+from api.workers import WorkerContext, reuseport_socket
 from conf.settings import BackendSpec, Settings
 from gateway.auth import Authenticator, require_admin
 from gateway.backends import open_backend
@@ -88,8 +90,18 @@ def _write_failure(failure: Any, request: Any) -> None:
 class HTTPService(Service):
     """Listens on one address; ``port`` is the listening port once started."""
 
-    def __init__(self, name: str, site: GatewaySite, host: str, port: int, reactor: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        site: GatewaySite,
+        host: str,
+        port: int,
+        reactor: Any,
+        reuse_port: bool = False,
+    ) -> None:
         self.setName(name)
+        #: Share the port with the other workers of this server (SO_REUSEPORT).
+        self.reuse_port = reuse_port
         self.site = site
         self.host = host
         self.requested_port = port
@@ -101,7 +113,18 @@ class HTTPService(Service):
         return int(self.listening.getHost().port) if self.listening else self.requested_port
 
     def startService(self) -> None:
-        self.listening = self.reactor.listenTCP(self.requested_port, self.site, interface=self.host)
+        if self.reuse_port:
+            sock = reuseport_socket(self.host, self.requested_port)
+            sock.listen(1024)
+            sock.setblocking(False)
+            try:
+                self.listening = self.reactor.adoptStreamPort(sock.fileno(), sock.family, self.site)
+            finally:
+                sock.close()  # the reactor holds its own copy of the descriptor
+        else:
+            self.listening = self.reactor.listenTCP(
+                self.requested_port, self.site, interface=self.host
+            )
         super().startService()
         host = f"[{self.host}]" if ":" in self.host else self.host
         log.info(
@@ -168,8 +191,11 @@ class GatewayService(MultiService):
         log.info("dbslayer stopped")
 
 
-def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
-    """Everything the gateway runs, as one MultiService."""
+def make_service(
+    settings: Settings, reactor: Any = None, worker: WorkerContext | None = None
+) -> GatewayService:
+    """Everything the gateway runs, as one MultiService (``worker``: this process is one of
+    several serving the same port)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -200,8 +226,12 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
     for spec in specs:
         log.info("backend {name}: {dsn}", name=spec.name, dsn=spec.display())
     stats = GatewayStats(
-        reactor, buckets=settings.stats_buckets, bucket_seconds=settings.stats_bucket_seconds
+        reactor,
+        buckets=settings.stats_buckets,
+        bucket_seconds=settings.stats_bucket_seconds,
+        start=worker.start if worker is not None else None,
     )
+    peers = PeerStats(worker.run_dir, stats, reactor) if worker is not None else None
     statuses = [BackendStatus(spec.name, role=spec.role, weight=spec.weight) for spec in specs]
     router = Router(statuses, mode)
     health = HealthChecks(
@@ -263,7 +293,10 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
 
     def shutdown() -> None:
         log.info("dbslayer: shutdown requested over HTTP")
-        reactor.callLater(0, reactor.stop)
+        if worker is not None:
+            worker.stop_server()  # the master stops every worker, this one included
+        else:
+            reactor.callLater(0, reactor.stop)
 
     def readiness() -> Deferred[dict[str, str]]:
         names = [b.name for b in backends]
@@ -279,7 +312,14 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
             d = checker.authenticate(header.decode("latin-1") if header else None)
             return d.addCallback(require_admin)
 
-    admin = AdminApp(stats, readiness, shutdown, settings.drain_timeout, guard)
+    admin = AdminApp(
+        stats,
+        readiness,
+        shutdown,
+        settings.drain_timeout,
+        guard,
+        peers=peers.gather if peers is not None else None,
+    )
     stats.in_flight = lambda: sum(site.in_flight for site in sites)
 
     def site_for(resource: Any) -> GatewaySite:
@@ -292,6 +332,8 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
     top = GatewayService(executor, sites, settings.drain_timeout, reactor, access_log)
     health.setName("health")
     health.setServiceParent(top)
+    if peers is not None:
+        peers.setServiceParent(top)
     if redis is not None:
         redis_service = RedisService(redis)
         redis_service.setName("redis")
@@ -299,10 +341,18 @@ def make_service(settings: Settings, reactor: Any = None) -> GatewayService:
     main = MainResource(
         gateway, gateway.resource(), admin.resource() if settings.admin_on_main_port else None
     )
-    HTTPService("http", site_for(main), settings.host, settings.port, reactor).setServiceParent(top)
+    shared = worker is not None
+    HTTPService(
+        "http", site_for(main), settings.host, settings.port, reactor, reuse_port=shared
+    ).setServiceParent(top)
     if settings.admin_port:
         HTTPService(
-            "admin", site_for(admin.resource()), settings.admin_host, settings.admin_port, reactor
+            "admin",
+            site_for(admin.resource()),
+            settings.admin_host,
+            settings.admin_port,
+            reactor,
+            reuse_port=shared,
         ).setServiceParent(top)
     for host in {settings.host} | ({settings.admin_host} if settings.admin_port else set()):
         if not _is_loopback(host) and authenticator is None:

@@ -251,6 +251,15 @@ class Settings:
         kind="int",
         low=1024,
     )
+    workers: int = _setting(
+        0,
+        "server",
+        "--workers",
+        "processes serving the port together (SO_REUSEPORT); 0 = one per core",
+        kind="int",
+        low=0,
+        high=256,
+    )
     max_in_flight: int = _setting(
         512,
         "server",

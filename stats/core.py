@@ -84,9 +84,11 @@ class GatewayStats:
         buckets: int = 1440,
         bucket_seconds: int = 60,
         journal_size: int = 100,
+        start: float | None = None,
     ) -> None:
         self._clock = clock
-        self._ring = ThroughputRing(clock, buckets, bucket_seconds)
+        # Workers of one server share ``start`` so their throughput buckets line up.
+        self._ring = ThroughputRing(clock, buckets, bucket_seconds, start=start)
         self._start = self._ring.start
         self._rates = RateWindow(clock, horizon=max(QPS_WINDOWS.values()))
         self._total_requests = 0
@@ -206,9 +208,9 @@ class GatewayStats:
             events={family: dict(counts) for family, counts in self._events.items()},
         )
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, figures: Figures | None = None) -> dict[str, Any]:
         """The ``/stats`` JSON: the reference keys first, then the extension keys."""
-        f = self.figures()
+        f = figures if figures is not None else self.figures()
         by_status: Counter[int] = Counter()
         for (_, status), count in f.requests.items():
             by_status[status] += count
@@ -247,3 +249,153 @@ class GatewayStats:
     def error_entries(self) -> list[dict[str, Any]]:
         """The error journal, oldest first."""
         return self._errors.entries()
+
+    # ------------------------------------------------------------------ several workers
+
+    def export(self) -> dict[str, Any]:
+        """This process's figures and journals as JSON-able data, for another worker to merge."""
+        return export_figures(self.figures(), self.log_entries(), self.error_entries())
+
+    def merged(
+        self, peers: list[dict[str, Any]]
+    ) -> tuple[Figures, list[dict[str, Any]], list[dict[str, Any]]]:
+        """Figures and journals of the whole server: this process plus ``peers`` (exports of
+        the other workers)."""
+        return merge_figures(
+            self.figures(), self.log_entries(), self.error_entries(), peers, self._log.size
+        )
+
+
+def export_figures(
+    f: Figures, log: list[dict[str, Any]], errors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "now": f.now,
+        "start": f.start,
+        "hits": f.hits,
+        "slices": f.slices,
+        "total_requests": f.total_requests,
+        "qps": f.qps,
+        "requests": [[endpoint, status, n] for (endpoint, status), n in f.requests.items()],
+        "latency": {endpoint: h.state() for endpoint, h in f.latency.items()},
+        "sql_errors": f.sql_errors,
+        "gateway_errors": {str(status): n for status, n in f.gateway_errors.items()},
+        "statements": f.statements,
+        "backends": {
+            name: {
+                "queries": c.queries,
+                "errors": c.errors,
+                "sql_errors": c.sql_errors,
+                "state_changes": c.state_changes,
+                "latency": c.latency.state(),
+            }
+            for name, c in f.backends.items()
+        },
+        "backend_live": f.backend_live,
+        "in_flight": f.in_flight,
+        "events": f.events,
+        "log": log,
+        "errors": errors,
+    }
+
+
+def merge_figures(
+    own: Figures,
+    log: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    peers: list[dict[str, Any]],
+    journal_size: int,
+) -> tuple[Figures, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Add the peers' exported figures to ``own``: counters and histograms summed, rates
+    summed, throughput buckets summed by slice, live backend facts combined, journals merged in
+    time order (the newest ``journal_size`` kept)."""
+    buckets: Counter[int] = Counter(dict(zip(own.slices, own.hits)))
+    longest = len(own.slices)
+    qps = Counter(own.qps)
+    requests: Counter[tuple[str, int]] = Counter(own.requests)
+    latency = {endpoint: h.copy() for endpoint, h in own.latency.items()}
+    gateway_errors: Counter[int] = Counter(own.gateway_errors)
+    statements: Counter[str] = Counter(own.statements)
+    backends = {name: _copy_counters(c) for name, c in own.backends.items()}
+    live = {name: dict(info) for name, info in own.backend_live.items()}
+    events = {family: Counter(counts) for family, counts in own.events.items()}
+    totals = {
+        "total_requests": own.total_requests,
+        "sql_errors": own.sql_errors,
+        "in_flight": own.in_flight,
+    }
+    start = own.start
+    logs, error_logs = list(log), list(errors)
+    for peer in peers:
+        start = min(start, peer["start"])
+        for slice_start, hits in zip(peer["slices"], peer["hits"]):
+            buckets[int(slice_start)] += int(hits)
+        longest = max(longest, len(peer["slices"]))
+        qps.update(peer["qps"])
+        for endpoint, status, n in peer["requests"]:
+            requests[(endpoint, int(status))] += int(n)
+        for endpoint, state in peer["latency"].items():
+            latency.setdefault(endpoint, LatencyHistogram()).merge(state)
+        gateway_errors.update({int(s): int(n) for s, n in peer["gateway_errors"].items()})
+        statements.update(peer["statements"])
+        for name, c in peer["backends"].items():
+            mine = backends.setdefault(name, BackendCounters())
+            mine.queries += c["queries"]
+            mine.errors += c["errors"]
+            mine.sql_errors += c["sql_errors"]
+            mine.state_changes += c["state_changes"]
+            mine.latency.merge(c["latency"])
+        for name, info in peer["backend_live"].items():
+            live[name] = _combine_live(live.get(name), info)
+        for family, counts in peer["events"].items():
+            events.setdefault(family, Counter()).update(counts)
+        for key in totals:
+            totals[key] += int(peer[key])
+        logs.extend(peer["log"])
+        error_logs.extend(peer["errors"])
+    slices = sorted(buckets)[-longest:] if longest else []
+    merged = Figures(
+        now=own.now,
+        start=start,
+        hits=[buckets[s] for s in slices],
+        slices=slices,
+        total_requests=totals["total_requests"],
+        qps={label: round(rate, 3) for label, rate in qps.items()},
+        requests=dict(sorted(requests.items())),
+        latency=dict(sorted(latency.items())),
+        sql_errors=totals["sql_errors"],
+        gateway_errors=dict(sorted(gateway_errors.items())),
+        statements=dict(statements),
+        backends=dict(sorted(backends.items())),
+        backend_live=live,
+        in_flight=totals["in_flight"],
+        events={family: dict(counts) for family, counts in events.items()},
+    )
+    logs.sort(key=lambda entry: entry.get("request_time", 0))
+    error_logs.sort(key=lambda entry: entry.get("request_time", 0))
+    return merged, logs[-journal_size:], error_logs[-journal_size:]
+
+
+def _copy_counters(c: BackendCounters) -> BackendCounters:
+    return BackendCounters(
+        queries=c.queries,
+        errors=c.errors,
+        sql_errors=c.sql_errors,
+        state_changes=c.state_changes,
+        latency=c.latency.copy(),
+    )
+
+
+def _combine_live(mine: dict[str, Any] | None, theirs: dict[str, Any]) -> dict[str, Any]:
+    """One backend seen by two workers: in-flight and pool use add up; the state is "up" when
+    any worker reaches it."""
+    if mine is None:
+        return dict(theirs)
+    combined = dict(mine)
+    combined["in_flight"] = mine.get("in_flight", 0) + theirs.get("in_flight", 0)
+    pool, other = mine.get("pool") or {}, theirs.get("pool") or {}
+    combined["pool"] = {k: pool.get(k, 0) + other.get(k, 0) for k in set(pool) | set(other)}
+    states = {mine.get("state"), theirs.get("state")}
+    combined["state"] = "up" if "up" in states else "down" if "down" in states else "unknown"
+    combined["last_error"] = mine.get("last_error") or theirs.get("last_error")
+    return combined

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from typing import Any
 
 #: Bucket upper bounds in seconds (inclusive, as Prometheus ``le``); the last one is +Inf.
 BOUNDS: tuple[float, ...] = (
@@ -78,3 +79,28 @@ class LatencyHistogram:
             running += in_bucket
             pairs.append((bound, running))
         return pairs
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild this histogram elsewhere (JSON-able)."""
+        return {
+            "buckets": list(self._buckets),
+            "count": self.count,
+            "sum": self.sum,
+            "max": self.max,
+            "min": None if self._min == math.inf else self._min,
+        }
+
+    def merge(self, state: dict[str, Any]) -> None:
+        """Add another histogram's :meth:`state` to this one."""
+        for index, in_bucket in enumerate(state["buckets"][: len(self._buckets)]):
+            self._buckets[index] += int(in_bucket)
+        self.count += int(state["count"])
+        self.sum += float(state["sum"])
+        self.max = max(self.max, float(state["max"]))
+        if state.get("min") is not None:
+            self._min = min(self._min, float(state["min"]))
+
+    def copy(self) -> LatencyHistogram:
+        twin = LatencyHistogram()
+        twin.merge(self.state())
+        return twin

@@ -14,6 +14,7 @@ class Journal:
         if size < 1:
             raise ValueError("a journal needs size >= 1")
         self._entries: deque[dict[str, Any]] = deque(maxlen=size)
+        self.size = size
 
     def add(self, entry: Mapping[str, Any]) -> None:
         """Append one entry (copied, so later changes by the caller do not leak in)."""

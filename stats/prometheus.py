@@ -37,12 +37,13 @@ def _buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
 class GatewayCollector(Collector):
     """Yields the gateway's metric families from one :class:`Figures` reading per scrape."""
 
-    def __init__(self, stats: GatewayStats) -> None:
+    def __init__(self, stats: GatewayStats, figures: Figures | None = None) -> None:
         self.stats = stats
+        self.figures = figures
 
     def collect(self) -> Iterator[Metric]:
         """All families; every scrape reads the figures once, so they agree with each other."""
-        f = self.stats.figures()
+        f = self.figures if self.figures is not None else self.stats.figures()
         yield from self._requests(f)
         yield from self._backends(f)
         yield from self._events(f)
@@ -167,8 +168,9 @@ class GatewayCollector(Collector):
         yield from (queries, errors, sql_errors, state_changes, up, pool, duration)
 
 
-def render_metrics(stats: GatewayStats) -> tuple[bytes, str]:
-    """``(body, content type)`` of the Prometheus text exposition of ``stats``."""
+def render_metrics(stats: GatewayStats, figures: Figures | None = None) -> tuple[bytes, str]:
+    """``(body, content type)`` of the Prometheus text exposition of ``stats`` (or of the given
+    figures, e.g. merged from every worker)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(stats))
+    registry.register(GatewayCollector(stats, figures))
     return generate_latest(registry), CONTENT_TYPE

@@ -17,11 +17,13 @@ class ThroughputRing:
     into the open bucket.
     """
 
-    def __init__(self, clock: SecondsClock, buckets: int = 1440, width: int = 60) -> None:
+    def __init__(
+        self, clock: SecondsClock, buckets: int = 1440, width: int = 60, start: float | None = None
+    ) -> None:
         if buckets < 1 or width <= 0:
             raise ValueError("a throughput ring needs buckets >= 1 and width > 0")
         self._clock = clock
-        self._start = clock.seconds()
+        self._start = clock.seconds() if start is None else start
         self._width = width
         self._capacity = buckets
         self._closed: deque[tuple[int, int]] = deque(maxlen=buckets)  # (slice start, hits)

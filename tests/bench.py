@@ -187,6 +187,7 @@ def main() -> int:
             "--backend",
             f"mysql://root@127.0.0.1:{db.port}/bench?name=bench",
             command=[str(Path(sys.executable).parent / "dbslayer"), "serve", "--port", "{port}"],
+            workers=None,
         ).start()
         time.sleep(1.0)
         results: list[dict[str, Any]] = []

@@ -236,6 +236,7 @@ class Gateway:
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
         host: str = "127.0.0.1",
+        workers: int | None = 1,
     ) -> None:
         self.dir = directory
         self.port = free_port()
@@ -247,14 +248,19 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / f"gateway-{self.port}.log"
         self.host = host
+        #: Added as --workers N unless None (None: the gateway's default, one per core).
+        self.workers = workers
         self.url = f"http://{host}:{self.port}"
         self.cwd = ROOT
 
     def start(self) -> Gateway:
         with open(self.log, "wb") as out:
             command = [part.replace("{port}", str(self.port)) for part in self.command]
+            extra = []
+            if self.workers is not None and "--workers" not in self.args:
+                extra = ["--workers", str(self.workers)]
             self.proc = subprocess.Popen(
-                [*command, *self.args],
+                [*command, *self.args, *extra],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,

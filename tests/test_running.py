@@ -43,6 +43,7 @@ def test_twistd_plugin_serves(mariadb: MariaDB, tmp_path: Path) -> None:
         "--backend",
         mariadb.dsn(name="viaplugin"),
         command=[str(BIN / "twistd"), "-n", "--pidfile=", "dbslayer", "--port", "{port}"],
+        workers=None,
     )
     gw.cwd = tmp_path
     gw.start()
@@ -68,6 +69,7 @@ def test_tac_file_serves(mariadb: MariaDB, tmp_path: Path) -> None:
             "-y",
             str(ROOT / "conf" / "dbslayer.tac"),
         ],
+        workers=None,
     )
     gw.env["DBSLAYER_PORT"] = str(gw.port)
     gw.start()
