@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
@@ -62,6 +62,7 @@ class PeerStats(Service):
 
     def startService(self) -> None:
         factory = Factory.forProtocol(_Answer)
+        factory.noisy = False
         factory.stats = self.stats  # type: ignore[attr-defined]
         self.path.unlink(missing_ok=True)
         self.listening = self.reactor.listenUNIX(str(self.path), factory, mode=0o600)
@@ -85,7 +86,9 @@ class PeerStats(Service):
     def _ask(self, path: Path) -> Deferred[dict[str, Any]]:
         endpoint = UNIXClientEndpoint(self.reactor, str(path), timeout=self.timeout)
         protocol = _Collect()
-        connected = connectProtocol(endpoint, protocol)
+        factory = Factory.forProtocol(lambda: protocol)
+        factory.noisy = False  # one of these per /stats request: keep the log quiet
+        connected = endpoint.connect(factory)
         connected.addCallback(lambda _: protocol.done)
         connected.addTimeout(self.timeout, self.reactor)
         return connected
