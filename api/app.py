@@ -17,6 +17,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from api.http import not_allowed, not_found, static_file
 from api.render import CsvNotApplicable, render
+from api.stream import JsonStream
 from gateway.auth import CHALLENGE, AuthFailed
 from gateway.backends import GatewayError
 from gateway.classify import count_kinds
@@ -36,7 +37,7 @@ _JSON = b"application/json"
 
 
 class RequestRunner(Protocol):
-    def execute(self, request: Request, user: Any = None) -> Deferred[Answer]: ...
+    def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]: ...
 
 
 class GatewayApp:
@@ -51,6 +52,9 @@ class GatewayApp:
         self.max_request_bytes = max_request_bytes
         #: Checks the Authorization header when authentication is on (None: off).
         self.authenticator = authenticator
+        #: Big JSON answers are written as their rows are read (set by the service, which
+        #: dispatches /db itself and so can leave the response open).
+        self.streaming = False
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -132,17 +136,26 @@ class GatewayApp:
     def _run(self, request: Any, parsed: Request) -> Deferred[Any]:
         if parsed.sql is not None:
             request.statement_kinds = count_kinds(parsed.sql)
+        sink = None
+        if (
+            self.streaming
+            and parsed.format == "json"
+            and not (parsed.info or parsed.help or parsed.debug_return_input)
+        ):
+            sink = JsonStream(request)
         if self.authenticator is None:
-            d: Deferred[Any] = self.executor.execute(parsed)
+            d: Deferred[Any] = self.executor.execute(parsed, None, sink)
         else:
             header = request.getHeader(b"authorization")
             d = self.authenticator.authenticate(header.decode("latin-1") if header else None)
-            d.addCallback(lambda user: self.executor.execute(parsed, user))
+            d.addCallback(lambda user: self.executor.execute(parsed, user, sink))
         d.addCallback(self._answered, request, parsed)
         d.addErrback(self._failed, request, parsed)
         return d
 
-    def _answered(self, answer: Answer, request: Any, parsed: Request) -> bytes:
+    def _answered(self, answer: Answer, request: Any, parsed: Request) -> bytes | None:
+        if answer.streamed:
+            return None  # already written out, row chunk by row chunk
         if answer.cache is not None:
             request.setHeader(b"X-Cache", answer.cache.encode())
         if answer.truncated:

@@ -71,9 +71,9 @@ class MainResource(Resource):
         return self.gateway.render(request)
 
 
-def _write_answer(body: bytes, request: Any) -> None:
-    if request.finished or request._disconnected:
-        return  # the client went away; nothing to write to
+def _write_answer(body: bytes | None, request: Any) -> None:
+    if body is None or request.finished or request._disconnected:
+        return  # streamed already, or the client went away
     request.write(body)
     request.finish()
 
@@ -289,6 +289,7 @@ def make_service(
     access_log = _open_access_log(settings.access_log)
     recorder = RequestRecorder(stats, reactor, access_log)
     gateway = GatewayApp(executor, settings.max_request_bytes, authenticator)
+    gateway.streaming = True  # MainResource dispatches /db itself and leaves streams open
     sites: list[GatewaySite] = []
 
     def shutdown() -> None:

@@ -20,6 +20,7 @@ import re
 import select
 import sqlite3
 import time
+from base64 import b64encode
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -103,12 +104,32 @@ class StatementTimeout(GatewayError):
 TIMEOUT_ERRNOS = frozenset({1969, 3024, 1317, 1028})
 
 
+#: Rows read (and written) per step of a streamed answer.
+STREAM_CHUNK = 1000
+
+
+class RowSink(Protocol):
+    """Receives a big result set as it is read (the HTTP layer writes it out as it comes).
+
+    The pool thread calls these through the reactor (``blockingCallFromThread``), and waits on
+    ``writable`` between chunks, so a slow client slows the reading (back-pressure)."""
+
+    writable: Any  # a threading.Event: set while the client takes more data
+    stopped: bool  # the client went away
+
+    def begin(self, header: list[str], types: list[str], base64: list[int]) -> None: ...
+
+    def rows(self, rows: list[list[Any]]) -> None: ...
+
+    def end(self, truncated: bool, error: SQLError | None, server: str) -> None: ...
+
+
 class Run:
     """One request's execution, shared by the reactor and the pool thread: its time limit, the
     server's id for the connection running it (to kill the statement), and whether it was
     killed."""
 
-    __slots__ = ("limit", "read_only", "max_rows", "thread_id", "killed", "connection")
+    __slots__ = ("limit", "read_only", "max_rows", "thread_id", "killed", "connection", "sink")
 
     def __init__(
         self, limit: float | None = None, read_only: bool = False, max_rows: int | None = None
@@ -120,6 +141,8 @@ class Run:
         self.read_only = read_only
         self.thread_id: int | None = None
         self.killed = False
+        #: Where a big single result set is streamed as its rows are read (None: no streaming).
+        self.sink: RowSink | None = None
         self.connection: Any = None
 
     def timeout_error(self, server: str, errno: int | None) -> StatementTimeout:
@@ -327,6 +350,16 @@ def _mysql_is_broken(e: BaseException) -> bool:
     return not isinstance(e, GatewayError)
 
 
+def run_sink_wanted(run: Run, request: Request, answer: Answer) -> bool:
+    """Stream this result set? Only where its run has a sink and it is the request's one and
+    only statement (the answer's shape, RESULT as an object, is known before the end)."""
+    if run.sink is None or answer.results:
+        return False
+    if run.max_rows is not None and run.max_rows <= STREAM_CHUNK:
+        return False  # the answer is small by rule: build it whole
+    return len(split_statements(request.sql or "")) == 1
+
+
 class MySQLBackend:
     """A MySQL or MariaDB server reached through mysqlclient."""
 
@@ -470,7 +503,7 @@ class MySQLBackend:
                 conn.autocommit(False)
             started = time.monotonic()
             try:
-                self._run_sql(conn, request, answer, sent, run.max_rows)
+                self._run_sql(conn, request, answer, sent, run)
             except ParamsMismatch:
                 if transaction:
                     conn.rollback()
@@ -526,8 +559,9 @@ class MySQLBackend:
         conn._dbslayer_read_only = read_only
 
     def _run_sql(
-        self, conn: Any, request: Request, answer: Answer, sent: list[bool], max_rows: int | None
+        self, conn: Any, request: Request, answer: Answer, sent: list[bool], run: Run
     ) -> None:
+        max_rows = run.max_rows
         import MySQLdb
         from MySQLdb.cursors import SSCursor
 
@@ -552,6 +586,9 @@ class MySQLBackend:
                     ) from None
                 raise
             while True:
+                if cursor.description is not None and run_sink_wanted(run, request, answer):
+                    cut = self._stream(conn, cursor, answer, run)
+                    break
                 if cursor.description is not None:
                     if max_rows is None:
                         rows = cursor.fetchall()
@@ -578,6 +615,58 @@ class MySQLBackend:
                     cursor.close()
                 except MySQLdb.Error:
                     pass
+
+    def _stream(self, conn: Any, cursor: Any, answer: Answer, run: Run) -> bool:
+        """Read the result set in chunks; a small one stays in the answer, a big one goes to
+        the run's sink as it is read. True when rows were left unread (cut or abandoned)."""
+        import MySQLdb
+
+        max_rows = run.max_rows
+        sink = run.sink
+        assert sink is not None
+        first = cursor.fetchmany(STREAM_CHUNK + 1)
+        if len(first) <= STREAM_CHUNK:
+            answer.results.append(result_set(cursor.description, first))
+            return False
+        head = result_set(cursor.description, first)
+        call = threads.blockingCallFromThread
+        call(self.reactor, sink.begin, head.header, head.types, head.base64)
+        call(self.reactor, sink.rows, head.rows)
+        sent, cut, error = len(first), False, None
+        try:
+            while True:
+                sink.writable.wait(60)
+                if sink.stopped:  # the client went away: stop the statement, drop the rows
+                    conn._dbslayer_discard = True
+                    if run.thread_id is not None:
+                        self._kill_query(run.thread_id)
+                    return True
+                want = STREAM_CHUNK if max_rows is None else min(STREAM_CHUNK, max_rows - sent + 1)
+                chunk = cursor.fetchmany(want)
+                if not chunk:
+                    break
+                if max_rows is not None and sent + len(chunk) > max_rows:
+                    chunk, cut = chunk[: max_rows - sent], True
+                rows = [list(r) for r in chunk]
+                for row in rows:
+                    for i in head.base64:
+                        if row[i] is not None:
+                            row[i] = b64encode(row[i]).decode("ascii")
+                sent += len(rows)
+                if rows:
+                    call(self.reactor, sink.rows, rows)
+                if cut:
+                    conn._dbslayer_discard = True
+                    break
+        except MySQLdb.Error as e:
+            errno = _mysql_errno(e) or 2013
+            error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
+            if run.killed:
+                error = SQLError(errno, f"statement time limit reached ({error.message})")
+            conn._dbslayer_discard = True
+        call(self.reactor, sink.end, cut, error, self.name)
+        answer.streamed = True
+        return cut or error is not None
 
     def _connection_error(
         self, e: BaseException, errno: int | None, not_sent: bool

@@ -61,7 +61,7 @@ class Executor:
         self.cache = cache
         self.max_rows = max_rows
 
-    def execute(self, request: Request, user: Any = None) -> Deferred[Answer]:
+    def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
         """Run a request for ``user`` (None when authentication is off); the Deferred fails
         with RequestError, AuthFailed or a GatewayError."""
         try:
@@ -77,6 +77,8 @@ class Executor:
         except AuthFailed as e:
             return fail(e)
         read_only_run = user is not None and user.role == "read"
+        if read and self.cache is not None and self.cache.ttl_for(request.cache_s):
+            sink = None  # an answer that may be cached is built whole, never streamed
 
         def work() -> Deferred[Answer]:
             try:
@@ -94,7 +96,7 @@ class Executor:
                         retry_after=1,
                     )
                 )
-            return self._attempt(request, read, names, read_only_run)  # type: ignore[no-any-return]
+            return self._attempt(request, read, names, read_only_run, sink)  # type: ignore[no-any-return]
 
         d = self._cached(request, user, read, work)
         d.addCallback(_decorate, request)
@@ -137,7 +139,12 @@ class Executor:
 
     @inlineCallbacks
     def _attempt(
-        self, request: Request, read: bool, names: list[str], read_only_run: bool = False
+        self,
+        request: Request,
+        read: bool,
+        names: list[str],
+        read_only_run: bool = False,
+        sink: Any = None,
     ) -> Any:
         last: Exception | None = None
         for position, name in enumerate(names):
@@ -145,7 +152,7 @@ class Executor:
             if position and not status.usable:
                 continue  # marked down while an earlier candidate was tried
             try:
-                answer = yield self._run_on(self.by_name[name], request, read_only_run)
+                answer = yield self._run_on(self.by_name[name], request, read_only_run, sink)
             except BackendUnavailable as e:
                 self._report_down(name, e)
                 last = e
@@ -175,10 +182,13 @@ class Executor:
             )
         raise last
 
-    def _run_on(self, backend: Backend, request: Request, read_only: bool) -> Deferred[Answer]:
+    def _run_on(
+        self, backend: Backend, request: Request, read_only: bool, sink: Any = None
+    ) -> Deferred[Answer]:
         status = self.router.status(backend.name)
         status.in_flight += 1
         run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
+        run.sink = sink
         started = self.clock.seconds()
         deadline = None
         if run.limit is not None:

@@ -118,6 +118,8 @@ class Answer:
     def truncated(self) -> bool:
         return any(isinstance(r, ResultSet) and r.truncated for r in self.results)
 
+    #: True when the rows were streamed to the run's sink (already written out).
+    streamed: bool = attrs.field(default=False, eq=False)
     #: Where the answer came from when the cache was asked: "hit", "miss" or "bypass".
     cache: str | None = attrs.field(default=None, eq=False)
 

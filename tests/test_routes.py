@@ -26,7 +26,7 @@ class ScriptedExecutor:
         self.outcomes = list(outcomes)
         self.requests: list[Request] = []
 
-    def execute(self, request: Request) -> Deferred[Answer]:
+    def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
         self.requests.append(request)
         outcome = self.outcomes.pop(0) if self.outcomes else Answer(server="db1")
         if isinstance(outcome, Exception):
