@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import attrs
 import orjson
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -372,6 +372,13 @@ class MemoryCache:
         self._entries.move_to_end(key)
         return defer.succeed(answer)
 
+    def claim(self, key: str, seconds: float) -> Deferred[bool]:
+        """In one process the single flight is enough: always True."""
+        return defer.succeed(True)
+
+    def release(self, key: str) -> Deferred[None]:
+        return defer.succeed(None)
+
     def put(self, key: str, answer: Answer, ttl: float) -> Deferred[None]:
         """Store ``answer`` for ``ttl`` seconds (not at all when ttl <= 0), evicting the least
         recently used entries past either bound; fails with TypeError when it cannot be
@@ -430,6 +437,21 @@ class RedisCache:
 
         d = defer.maybeDeferred(self.store.hgetall, key)
         return d.addCallbacks(found, self._translate)
+
+    def claim(self, key: str, seconds: float) -> Deferred[bool]:
+        """Take the key's lock for ``seconds`` (Redis SET NX): True when this process got it,
+        so only one process of all that missed runs the query. A failing store lets the
+        caller run it (True)."""
+        d = defer.maybeDeferred(
+            self.store.set, key + ":lock", b"1", ex=max(0.001, seconds), nx=True
+        )
+        d.addErrback(lambda failure: failure.trap(self.unavailable) and True)
+        return d.addCallback(bool)
+
+    def release(self, key: str) -> Deferred[None]:
+        d = defer.maybeDeferred(self.store.delete, key + ":lock")
+        d.addErrback(lambda failure: failure.trap(self.unavailable) and None)
+        return d.addCallback(lambda _: None)
 
     def put(self, key: str, answer: Answer, ttl: float) -> Deferred[None]:
         """Store ``answer`` for ``ttl`` seconds (not at all when ttl <= 0); fails with
@@ -539,6 +561,10 @@ class AnswerCache:
         self.max_ttl = max_ttl
         self.on_event = on_event
         self.flight = SingleFlight(copy_result=copy_answer)
+        #: How long a process that missed waits for another one's answer before running the
+        #: query itself, and how often it looks.
+        self.lock_seconds = 30.0
+        self.poll_interval = 0.02
 
     def ttl_for(self, requested: float | None) -> float | None:
         """The age a request accepts: its CACHE, else ``default_ttl``, capped at ``max_ttl``;
@@ -589,7 +615,41 @@ class AnswerCache:
                 return put.addCallback(lambda _: answer)
             return answer
 
-        return defer.maybeDeferred(work).addCallback(store)
+        def run() -> Deferred[Answer]:
+            return defer.maybeDeferred(work).addCallback(store)
+
+        return self._claimed(key, max_age, run)
+
+    def _claimed(
+        self, key: str, max_age: float, run: Callable[[], Deferred[Answer]]
+    ) -> Deferred[Answer]:
+        """Across processes (workers, gateways sharing Redis): the process that takes the
+        key's lock runs the query; the others wait for its answer to appear in the cache
+        (polling), and run the query themselves only if it does not come in time."""
+        deadline = self.clock.seconds() + self.lock_seconds
+
+        def claimed(mine: bool) -> Deferred[Answer]:
+            if mine:
+                d = run()
+                d.addBoth(lambda result: self._release(key, result))
+                return d
+            return poll()
+
+        def poll() -> Deferred[Answer]:
+            if self.clock.seconds() >= deadline:
+                return run()
+            d: Deferred[Any] = task.deferLater(
+                self.clock, self.poll_interval, self.backend_cache.get, key, max_age
+            )
+            d.addCallback(lambda found: found if found is not None else poll())
+            d.addErrback(lambda failure: failure.trap(CacheUnavailable) and run())
+            return d
+
+        return self.backend_cache.claim(key, self.lock_seconds).addCallback(claimed)
+
+    def _release(self, key: str, result: Any) -> Any:
+        d = self.backend_cache.release(key)
+        return d.addBoth(lambda _: result)
 
     def _put_failed(self, failure: Failure, key: str) -> None:
         self._event("bypass")

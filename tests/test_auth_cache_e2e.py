@@ -163,11 +163,15 @@ def test_cache_serves_until_ttl(
     assert snapshot["hit"] >= 2 and snapshot["miss"] >= 2
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_one_backend_query_for_a_cold_key(
-    mariadb: MariaDB, redis: Redis, gateway_factory: Any
+    mariadb: MariaDB, redis: Redis, gateway_factory: Any, workers: str
 ) -> None:
-    """100 concurrent requests for a cold key run one backend query (counted on the server)."""
-    gw: Gateway = gateway_factory("--backend", mariadb.dsn(), "--redis", redis.url)
+    """100 concurrent requests for a cold key run one backend query (counted on the server),
+    with one worker process or several (a lock in Redis)."""
+    gw: Gateway = gateway_factory(
+        "--backend", mariadb.dsn(), "--redis", redis.url, "--workers", workers
+    )
     marker = f"cold_{time.time_ns()}"
     mariadb.sql("SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1")
     try:

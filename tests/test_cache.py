@@ -177,6 +177,19 @@ class FakeStore:
         self.ttls[key] = ttl
         return succeed(None)
 
+    locks: dict[str, float] = attrs.field(factory=dict)
+
+    def set(self, key: str, value: bytes, *, ex: float, nx: bool) -> Deferred[bool]:
+        if self.writes_down:
+            return fail(StoreDown("connection lost"))
+        if nx and key in self.locks:
+            return succeed(False)
+        self.locks[key] = ex
+        return succeed(True)
+
+    def delete(self, *keys: str) -> Deferred[int]:
+        return succeed(sum(self.locks.pop(k, None) is not None for k in keys))
+
 
 def redis_cache(store: FakeStore | None = None, clock: Clock | None = None) -> RedisCache:
     """A RedisCache over a fake store and a Clock."""
@@ -1031,3 +1044,47 @@ def test_answer_cache_refuses_nonsense(bad: dict[str, Any]) -> None:
     """A negative default or a zero cap is refused."""
     with pytest.raises(ValueError):
         AnswerCache(MemoryCache(Clock()), Clock(), **bad)
+
+
+def test_processes_that_miss_wait_for_the_lock_holder() -> None:
+    """Across processes: only the lock holder runs the query; another process that missed
+    polls the cache and gets the holder's answer; the lock is released after."""
+    clock = Clock()
+    store = FakeStore()
+    holder = AnswerCache(redis_cache(store, clock), clock)
+    other = AnswerCache(redis_cache(store, clock), clock)
+    gate: Deferred[Answer] = Deferred()
+    runs: list[str] = []
+
+    def work(name: str) -> Any:
+        def run() -> Deferred[Answer]:
+            runs.append(name)
+            return gate if name == "holder" else succeed(Answer(server="other"))
+
+        return run
+
+    first = holder.fetch("k", 60, work("holder"))
+    second = other.fetch("k", 60, work("other"))
+    clock.advance(0.05)
+    assert runs == ["holder"] and "k:lock" in store.locks
+    gate.callback(Answer(results=[Update(1, 0)], server="holder"))
+    clock.advance(0.05)
+    got: list[Any] = []
+    second.addCallback(got.append)
+    first.addCallback(got.append)
+    assert [g[0].server for g in got] == ["holder", "holder"] and runs == ["holder"]
+    assert "k:lock" not in store.locks
+
+
+def test_a_lock_holder_that_never_answers_is_not_waited_for_forever() -> None:
+    """A process waiting for another's answer runs the query itself once the lock time ends."""
+    clock = Clock()
+    store = FakeStore()
+    store.locks["k:lock"] = 30
+    cache = AnswerCache(redis_cache(store, clock), clock)
+    result: list[Any] = []
+    cache.fetch("k", 60, lambda: succeed(Answer(server="me"))).addCallback(result.append)
+    clock.pump([0.5] * 59)
+    assert result == []
+    clock.pump([0.5] * 4)
+    assert result and result[0][0].server == "me"
