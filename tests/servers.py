@@ -36,7 +36,31 @@ def _wait(predicate: Any, timeout: float, what: str, log: Path | None = None) ->
     raise RuntimeError(f"{what} did not become ready within {timeout} s\n{tail}")
 
 
-class MariaDB:
+class _ServerProcess:
+    """A server started as a child process: stopped politely, or killed with -9."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    stop_timeout = 30.0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: the server dies without closing anything."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class MariaDB(_ServerProcess):
     """A throwaway mariadbd: ``--no-defaults``, own datadir, loopback port, root without password."""
 
     def __init__(
@@ -132,25 +156,8 @@ class MariaDB:
         cred = f"{user}:{password}@" if password else f"{user}@"
         return f"mysql://{cred}127.0.0.1:{self.port}/{database}?name={name}"
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
-    def kill(self) -> None:
-        """kill -9: the server dies without closing anything."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-class Redis:
+class Redis(_ServerProcess):
     """A throwaway redis-server: loopback port, no persistence, in its own directory."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
@@ -158,6 +165,7 @@ class Redis:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / "redis.log"
+        self.stop_timeout = 10.0
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     @staticmethod
@@ -208,22 +216,6 @@ class Redis:
         except subprocess.TimeoutExpired:
             return ""
         return out.stdout.decode(errors="replace").strip()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 class Gateway:
