@@ -59,7 +59,13 @@ class MainResource(Resource):
     def render(self, request: Any) -> Any:
         handler = self.direct.get(request.path)
         if handler is not None and request.method in (b"GET", b"POST"):
-            result = handler(request)
+            try:
+                result = handler(request)
+            except Exception:
+                log.failure("unexpected error while answering {path!r}", path=request.path)
+                request.setResponseCode(500)
+                request.setHeader(b"Content-Type", b"application/json")
+                return b'{"ERROR":"internal error in the gateway; it was logged"}'
             if isinstance(result, bytes):
                 return result
             result.addCallback(_write_answer, request)

@@ -510,7 +510,7 @@ class MySQLBackend:
                     conn.autocommit(True)
                 raise
             elapsed = time.monotonic() - started
-            timed_out = (
+            timed_out = not answer.streamed and (  # a stream ends with its own error
                 run.killed
                 or (run.limit is not None and elapsed >= run.limit)
                 or (answer.error is not None and answer.error.errno in (1969, 3024))

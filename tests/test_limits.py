@@ -123,3 +123,17 @@ def test_client_going_away_stops_the_query(mariadb: MariaDB, gateway_factory: An
         assert time.monotonic() < deadline, "the query kept running after the client left"
         time.sleep(0.1)
     assert gw.db({"SQL": "SELECT 9"}).json()["RESULT"]["ROWS"] == [[9]]
+
+
+def test_time_limit_in_the_middle_of_a_stream(mariadb: MariaDB, gateway_factory: Any) -> None:
+    """A statement stopped by the time limit after its first rows were streamed ends the JSON
+    with MYSQL_ERRNO/MYSQL_ERROR: still valid, never silently short."""
+    gw: Gateway = gateway_factory("--backend", mariadb.dsn(), "--max-rows", "2000000")
+    started = time.monotonic()
+    reply = gw.db({"SQL": "SELECT seq, SLEEP(0.0005) AS z FROM seq_1_to_20000", "TIMEOUT": 1500})
+    assert time.monotonic() - started < 5
+    assert reply.status == 200 and reply.headers.get("X-Streamed") == "true"
+    answer = reply.json()
+    assert 1000 < len(answer["RESULT"]["ROWS"]) < 20000
+    assert answer["MYSQL_ERRNO"] in (1969, 1317, 3024) and answer["SERVER"] == "db1"
+    assert gw.db({"SQL": "SELECT 4"}).json()["RESULT"]["ROWS"] == [[4]]
