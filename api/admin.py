@@ -16,7 +16,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from api.http import json_answer, json_error, not_allowed, not_found, static_file, wants_html
+from api.http import (
+    auth_refusal_headers,
+    json_answer,
+    json_error,
+    not_allowed,
+    not_found,
+    static_file,
+    wants_html,
+)
 from gateway.auth import CHALLENGE, AuthFailed
 from stats.core import Figures, GatewayStats
 from stats.prometheus import render_metrics
@@ -26,7 +34,10 @@ ADMIN_SEGMENTS = frozenset({b"stats", b"metrics", b"health", b"ready", b"shutdow
 
 
 def is_loopback_peer(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for anything else."""
+    """True for 127.0.0.0/8, ::1, IPv4-mapped loopback and the name localhost; False for
+    anything else."""
+    if host == "localhost":
+        return True
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -75,10 +86,7 @@ class AdminApp:
         def refused(failure: Failure) -> bytes:
             failure.trap(AuthFailed)
             error = failure.value
-            if error.status == 401:
-                request.setHeader(b"WWW-Authenticate", CHALLENGE.encode())
-            elif error.status == 503:
-                request.setHeader(b"Retry-After", b"1")
+            auth_refusal_headers(request, error.status, CHALLENGE)
             return json_error(request, error.status, error.message)
 
         return d.addErrback(refused)

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from api.http import not_allowed, not_found, static_file
+from api.http import auth_refusal_headers, authorization, not_allowed, not_found, static_file
 from api.render import CsvNotApplicable, render
 from api.stream import JsonStream
 from gateway.auth import CHALLENGE, AuthFailed
@@ -146,8 +146,7 @@ class GatewayApp:
         if self.authenticator is None:
             d: Deferred[Any] = self.executor.execute(parsed, None, sink)
         else:
-            header = request.getHeader(b"authorization")
-            d = self.authenticator.authenticate(header.decode("latin-1") if header else None)
+            d = self.authenticator.authenticate(authorization(request))
             d.addCallback(lambda user: self.executor.execute(parsed, user, sink))
         d.addCallback(self._answered, request, parsed)
         d.addErrback(self._failed, request, parsed)
@@ -170,10 +169,7 @@ class GatewayApp:
         if isinstance(error, RequestError):
             return self._error(request, error.status, {"ERROR": str(error)}, parsed.format)
         if isinstance(error, AuthFailed):
-            if error.status == 401:
-                request.setHeader(b"WWW-Authenticate", CHALLENGE.encode())
-            elif error.status == 503:
-                request.setHeader(b"Retry-After", b"1")
+            auth_refusal_headers(request, error.status, CHALLENGE)
             return self._error(request, error.status, {"ERROR": error.message}, parsed.format)
         if isinstance(error, GatewayError):
             if error.retry_after is not None:

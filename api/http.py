@@ -61,15 +61,10 @@ class GatewayRequest(Request):
 
     def _refuse(self, message: str, close: bool = False) -> None:
         """A 503 with Retry-After, answered at once without running anything."""
-        self.setResponseCode(503)
-        self.setHeader(b"Content-Type", b"application/json")
         self.setHeader(b"Retry-After", b"1")
         if close:
             self.setHeader(b"Connection", b"close")
-        body = error_body(message)
-        self.error_message = message
-        self.setHeader(b"Content-Length", b"%d" % len(body))
-        self.write(body)
+        self.write(json_error(self, 503, message))
         self.finish()
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -262,3 +257,17 @@ def wants_html(request: Any) -> bool:
     if "text/html" not in accept:
         return False
     return accept.find("text/html") < accept.find("json") if "json" in accept else True
+
+
+def authorization(request: Any) -> str | None:
+    """The request's Authorization header value, or None."""
+    header = request.getHeader(b"authorization")
+    return header.decode("latin-1") if header else None
+
+
+def auth_refusal_headers(request: Any, status: int, challenge: str) -> None:
+    """401 asks for credentials (WWW-Authenticate); 503 says when to retry."""
+    if status == 401:
+        request.setHeader(b"WWW-Authenticate", challenge.encode())
+    elif status == 503:
+        request.setHeader(b"Retry-After", b"1")

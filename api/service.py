@@ -7,7 +7,6 @@ requests in flight finish (bounded by ``drain_timeout``), then the pools close.
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from typing import IO, Any
 
@@ -18,9 +17,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from api.admin import ADMIN_SEGMENTS, AdminApp
+from api.admin import ADMIN_SEGMENTS, AdminApp, is_loopback_peer
 from api.app import GatewayApp
-from api.http import GatewaySite
+from api.http import GatewaySite, authorization
 from api.observe import RequestRecorder
 from api.peers import PeerStats
 from api.workers import WorkerContext, reuseport_socket
@@ -315,9 +314,7 @@ def make_service(
         checker = authenticator
 
         def guard(request: Any) -> Deferred[Any]:
-            header = request.getHeader(b"authorization")
-            d = checker.authenticate(header.decode("latin-1") if header else None)
-            return d.addCallback(require_admin)
+            return checker.authenticate(authorization(request)).addCallback(require_admin)
 
     admin = AdminApp(
         stats,
@@ -362,7 +359,7 @@ def make_service(
             reuse_port=shared,
         ).setServiceParent(top)
     for host in {settings.host} | ({settings.admin_host} if settings.admin_port else set()):
-        if not _is_loopback(host) and authenticator is None:
+        if not is_loopback_peer(host) and authenticator is None:
             log.warn(
                 "WARNING: listening on {host}, which is not a loopback address, and "
                 "authentication is off: anyone who can reach this port can run any SQL "
@@ -390,12 +387,3 @@ def _open_access_log(path: str) -> IO[str] | None:
     if path == "-":
         return sys.stdout
     return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by GatewayService
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

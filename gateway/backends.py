@@ -197,6 +197,8 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
     ) -> None:
         self.backend_name = name
         self._is_broken = is_broken
+        #: When each pooled connection (by id) last finished a request.
+        self._last_used: dict[int, float] = {}
         super().__init__(dbapi_name, *args, **kwargs)
 
     #: Interactions running or waiting for a pool thread (counted in the reactor thread).
@@ -266,13 +268,6 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
     #: more recently is checked locally: an idle MySQL connection has nothing to read, so a
     #: readable socket means the server closed it (restart, kill, wait_timeout).
     PING_AFTER_IDLE = 10.0
-
-    @property
-    def _last_used(self) -> dict[int, float]:
-        used: dict[int, float] | None = self.__dict__.get("_used")
-        if used is None:
-            used = self.__dict__["_used"] = {}
-        return used
 
     def ping(self, conn: Any) -> None:
         last = self._last_used.get(id(conn))
@@ -350,14 +345,12 @@ def _mysql_is_broken(e: BaseException) -> bool:
     return not isinstance(e, GatewayError)
 
 
-def run_sink_wanted(run: Run, request: Request, answer: Answer) -> bool:
-    """Stream this result set? Only where its run has a sink and it is the request's one and
-    only statement (the answer's shape, RESULT as an object, is known before the end)."""
+def run_sink_wanted(run: Run, answer: Answer) -> bool:
+    """Stream this result set? Only where the executor gave the run a sink (it does so for
+    single-statement answers that are not cached) and the row limit allows a big answer."""
     if run.sink is None or answer.results:
         return False
-    if run.max_rows is not None and run.max_rows <= STREAM_CHUNK:
-        return False  # the answer is small by rule: build it whole
-    return len(split_statements(request.sql or "")) == 1
+    return run.max_rows is None or run.max_rows > STREAM_CHUNK
 
 
 class MySQLBackend:
@@ -586,7 +579,7 @@ class MySQLBackend:
                     ) from None
                 raise
             while True:
-                if cursor.description is not None and run_sink_wanted(run, request, answer):
+                if cursor.description is not None and run_sink_wanted(run, answer):
                     cut = self._stream(conn, cursor, answer, run)
                     break
                 if cursor.description is not None:

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from gateway.auth import AuthFailed, allowed_backends, authorize_statements
 from gateway.backends import Backend, BackendUnavailable, ConnectionLost, Run
 from gateway.cache import AnswerCache, cache_key, cacheable
-from gateway.classify import is_read_only
+from gateway.classify import classify, is_read_only
 from gateway.health import HealthChecks
 from gateway.request import HELP, Request, RequestError
 from gateway.results import Answer
@@ -77,8 +77,11 @@ class Executor:
         except AuthFailed as e:
             return fail(e)
         read_only_run = user is not None and user.role == "read"
-        if read and self.cache is not None and self.cache.ttl_for(request.cache_s):
-            sink = None  # an answer that may be cached is built whole, never streamed
+        ttl = self._cache_ttl(request, read)
+        if ttl or request.sql is None or len(classify(request.sql)) != 1:
+            # Only the answer to one statement streams (its shape, RESULT as an object, is
+            # known before the end); one that may be cached is built whole.
+            sink = None
 
         def work() -> Deferred[Answer]:
             try:
@@ -98,7 +101,7 @@ class Executor:
                 )
             return self._attempt(request, read, names, read_only_run, sink)  # type: ignore[no-any-return]
 
-        d = self._cached(request, user, read, work)
+        d = self._cached(request, user, ttl, work)
         d.addCallback(_decorate, request)
         return d
 
@@ -110,12 +113,22 @@ class Executor:
             raise AuthFailed(403, f"user {user.name} may not use any configured backend")
         return set(names)
 
+    def _cache_ttl(self, request: Request, read: bool) -> float | None:
+        """The age of a cached answer this request accepts; None when it may not use the
+        cache (a write, no SQL, no CACHE and no default)."""
+        if self.cache is None or not read or request.sql is None:
+            return None
+        return self.cache.ttl_for(request.cache_s)
+
     def _cached(
-        self, request: Request, user: Any, read: bool, work: Callable[[], Deferred[Answer]]
+        self,
+        request: Request,
+        user: Any,
+        ttl: float | None,
+        work: Callable[[], Deferred[Answer]],
     ) -> Deferred[Answer]:
         """Serve from the answer cache where the request allows it."""
-        ttl = self.cache.ttl_for(request.cache_s) if self.cache is not None else None
-        if not ttl or not read or request.sql is None or self.cache is None:
+        if not ttl or self.cache is None or request.sql is None:
             return work()
         if cacheable(request.sql, has_info_flags=bool(request.info)) is not None:
             return work().addCallback(_mark, "bypass")
