@@ -23,7 +23,11 @@ from twisted.internet.defer import Deferred
 from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request, Site
 
+from api.fastpath import DateHeader, FastChannel
+
 LINGER_SECONDS = 2.0
+#: Paths whose requests count against the in-flight limit.
+LIMITED_PATHS = frozenset({b"/db", b"/dbform"})
 
 
 def error_body(message: str) -> bytes:
@@ -48,13 +52,9 @@ class GatewayRequest(Request):
     def process(self) -> None:
         site: Any = self.channel.site  # type: ignore[attr-defined]
         self.started = site.clock.seconds()
-        if site.draining:
-            self._refuse("the gateway is shutting down; retry on another instance", close=True)
-            return
-        if site.in_flight >= site.max_in_flight and self.path in (b"/db", b"/dbform"):
-            self._refuse(
-                f"too many requests in flight (the limit is {site.max_in_flight}); retry shortly"
-            )
+        refusal = site.admission(self.path)
+        if refusal is not None:
+            self._refuse(*refusal)
             return
         site.track(self)
         super().process()
@@ -163,17 +163,43 @@ class GatewaySite(Site):
         self.on_refused: Callable[[GatewayChannel, int, str], None] | None = None
         self.in_flight = 0
         self._idle: list[Deferred[None]] = []
+        #: Path -> handler answered by the fast channel (api.fastpath); empty: twisted.web only.
+        self.fast_handlers: dict[bytes, Any] = {}
+        self.date_header = DateHeader(clock)
 
     def protocol(self) -> GatewayChannel:  # type: ignore[override]
         return GatewayChannel(self.max_request_bytes)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A fast channel where fast handlers are set (the main port), else twisted.web's."""
+        if self.fast_handlers:
+            return FastChannel(self, self.fast_handlers, addr)
+        return self.web_channel(addr)
+
+    def web_channel(self, addr: Any) -> Any:
+        """A twisted.web channel (GatewayChannel) of this site."""
+        return super().buildProtocol(addr)
 
     def log(self, request: Any) -> None:
         """Called by Twisted when a request is finished: hand it to the recorder."""
         if self.on_finished is not None:
             self.on_finished(request)
 
+    def admission(self, path: bytes) -> tuple[str, bool] | None:
+        """None when a request may start now, else the message of its 503 and whether the
+        connection closes after it (while draining)."""
+        if self.draining:
+            return "the gateway is shutting down; retry on another instance", True
+        if self.in_flight >= self.max_in_flight and path in LIMITED_PATHS:
+            return (
+                f"too many requests in flight (the limit is {self.max_in_flight}); retry shortly",
+                False,
+            )
+        return None
+
     def track(self, request: GatewayRequest) -> None:
-        """Count a request in flight until it is finished or its client goes away."""
+        """Count a twisted.web request in flight until it is finished or its client goes
+        away."""
         self.in_flight += 1
         request.notifyFinish().addBoth(self._untrack)
 
@@ -183,6 +209,26 @@ class GatewaySite(Site):
             waiting, self._idle = self._idle, []
             for d in waiting:
                 d.callback(None)
+
+    # The fast channel's requests (api.fastpath.FastRequest) are counted with these.
+
+    def admit(self, request: Any) -> None:
+        self.in_flight += 1
+        request.counted = True
+
+    def request_finished(self, request: Any) -> None:
+        if request.counted:
+            request.counted = False
+            self._untrack(None)
+        if self.on_finished is not None:
+            self.on_finished(request)
+
+    def request_abandoned(self, request: Any) -> None:
+        """The client went away before the answer was finished (not logged, as in
+        twisted.web)."""
+        if request.counted:
+            request.counted = False
+            self._untrack(None)
 
     def wait_idle(self) -> Deferred[None]:
         """Fires when no request is in flight."""

@@ -19,6 +19,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from api.admin import ADMIN_SEGMENTS, AdminApp, is_loopback_peer
 from api.app import GatewayApp
+from api.fastpath import dispatch
 from api.http import GatewaySite, authorization
 from api.observe import RequestRecorder
 from api.peers import PeerStats
@@ -58,38 +59,11 @@ class MainResource(Resource):
     def render(self, request: Any) -> Any:
         handler = self.direct.get(request.path)
         if handler is not None and request.method in (b"GET", b"POST"):
-            try:
-                result = handler(request)
-            except Exception:
-                log.failure("unexpected error while answering {path!r}", path=request.path)
-                request.setResponseCode(500)
-                request.setHeader(b"Content-Type", b"application/json")
-                return b'{"ERROR":"internal error in the gateway; it was logged"}'
-            if isinstance(result, bytes):
-                return result
-            result.addCallback(_write_answer, request)
-            result.addErrback(_write_failure, request)
-            return NOT_DONE_YET
+            return dispatch(handler, request) or NOT_DONE_YET
         first = request.postpath[0] if request.postpath else b""
         if self.admin is not None and first in ADMIN_SEGMENTS:
             return self.admin.render(request)
         return self.gateway.render(request)
-
-
-def _write_answer(body: bytes | None, request: Any) -> None:
-    if body is None or request.finished or request._disconnected:
-        return  # streamed already, or the client went away
-    request.write(body)
-    request.finish()
-
-
-def _write_failure(failure: Any, request: Any) -> None:
-    log.failure("unexpected error while answering", failure)
-    if not (request.finished or request._disconnected):
-        request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"application/json")
-        request.write(b'{"ERROR":"internal error in the gateway; it was logged"}')
-        request.finish()
 
 
 class HTTPService(Service):
@@ -346,8 +320,10 @@ def make_service(
         gateway, gateway.resource(), admin.resource() if settings.admin_on_main_port else None
     )
     shared = worker is not None
+    main_site = site_for(main)
+    main_site.fast_handlers = dict(main.direct)
     HTTPService(
-        "http", site_for(main), settings.host, settings.port, reactor, reuse_port=shared
+        "http", main_site, settings.host, settings.port, reactor, reuse_port=shared
     ).setServiceParent(top)
     if settings.admin_port:
         HTTPService(

@@ -26,8 +26,9 @@ class JsonStream:
 
     def __init__(self, request: Any) -> None:
         self.request = request
-        self.writable = threading.Event()
-        self.writable.set()
+        #: Set while the client takes more data (made when the stream begins: most answers
+        #: are small and never stream).
+        self.writable: threading.Event | None = None
         self.stopped = False
         self._types: list[str] = []
         self._first = True
@@ -35,17 +36,22 @@ class JsonStream:
 
     # IPushProducer: Twisted calls these in the reactor thread.
     def pauseProducing(self) -> None:
-        self.writable.clear()
+        if self.writable is not None:
+            self.writable.clear()
 
     def resumeProducing(self) -> None:
-        self.writable.set()
+        if self.writable is not None:
+            self.writable.set()
 
     def stopProducing(self) -> None:
         self.stopped = True
-        self.writable.set()
+        if self.writable is not None:
+            self.writable.set()
 
     # The sink, called in the reactor thread on behalf of the pool thread.
     def begin(self, header: list[str], types: list[str], base64: list[int]) -> None:
+        self.writable = threading.Event()
+        self.writable.set()
         if self.stopped:
             return
         self._types = types
