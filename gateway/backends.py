@@ -21,6 +21,7 @@ import select
 import sqlite3
 import time
 from base64 import b64encode
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -180,11 +181,45 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
-    """An adbapi pool that pings before use and runs plain functions on a raw connection.
+class Slot:
+    """One of a pool's connections: opened lazily, replaced when it breaks.
 
-    ``run(func, *args)`` calls ``func(connection, *args)`` in a pool thread without adbapi's
-    implicit commit/rollback round trips; transactions are the caller's business.
+    The reactor hands slots out and takes them back; while a pool thread runs a request, the
+    slot is that thread's alone. ``lane`` is the reactor lane's per-connection state (see
+    :mod:`gateway.lane`), None where the lane is off or the connection is not attached."""
+
+    __slots__ = ("conn", "last_used", "lane")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        #: time.monotonic() when the connection last finished a request.
+        self.last_used = 0.0
+        self.lane: Any = None
+
+
+class PoolLane(Protocol):
+    """What the pool needs from a reactor lane (gateway.lane.ReactorLane)."""
+
+    def detach(self, slot: Slot) -> None: ...
+
+    def attach(self, slot: Slot) -> None: ...
+
+
+class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
+    """At most ``cp_max`` connections to one server, handed out by the reactor.
+
+    adbapi gives the threads, the driver and the connection arguments; the connections are
+    slots the reactor hands out (rather than adbapi's one connection per thread), so a
+    request can run in a pool thread (:meth:`run`) or, through the reactor lane, in the
+    reactor thread itself, on the same bounded set of connections. Requests beyond
+    ``cp_max`` wait their turn in order.
+
+    Before use in a thread, a connection is checked (adbapi's ``cp_reconnect`` only drops a
+    connection after it has failed a request): a ping after a long idle time, else a local
+    look at the socket; a dead one is replaced, and a connection that cannot be made is a
+    :class:`BackendUnavailable` (nothing was sent). ``run(func, *args)`` calls
+    ``func(connection, *args)`` without adbapi's implicit commit/rollback round trips;
+    transactions are the caller's business.
     """
 
     def __init__(
@@ -197,27 +232,67 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
     ) -> None:
         self.backend_name = name
         self._is_broken = is_broken
-        #: When each pooled connection (by id) last finished a request.
-        self._last_used: dict[int, float] = {}
         super().__init__(dbapi_name, *args, **kwargs)
+        self._free: list[Slot] = [Slot() for _ in range(self.max)]
+        self._waiting: deque[Deferred[Slot]] = deque()
+        self._slots = list(self._free)
+        #: Slots handed out (running or about to run a request), counted in the reactor.
+        self.in_use = 0
+        #: The reactor lane, when one runs on this pool.
+        self.lane: PoolLane | None = None
 
-    #: Interactions running or waiting for a pool thread (counted in the reactor thread).
-    in_use = 0
+    # ------------------------------------------------------- in the reactor thread
 
-    def run(self, func: Callable[..., T], *args: Any) -> Deferred[T]:
-        self.in_use += 1
-        d = threads.deferToThreadPool(self._reactor, self.threadpool, self._run, func, *args)
-        d.addBoth(self._done)
+    def take(self) -> Slot | None:
+        """A free slot (the most recently used first), or None when all are in use."""
+        if self._free:
+            self.in_use += 1
+            return self._free.pop()
+        return None
+
+    def wait(self) -> Deferred[Slot]:
+        """A slot, when one is given back (first come, first served)."""
+        d: Deferred[Slot] = Deferred()
+        self._waiting.append(d)
         return d
 
-    def _done(self, result: T) -> T:
+    def give_back(self, slot: Slot) -> None:
+        if self._waiting:
+            self._waiting.popleft().callback(slot)
+            return
         self.in_use -= 1
+        self._free.append(slot)
+
+    def run(self, func: Callable[..., T], *args: Any) -> Deferred[T]:
+        """``func(connection, *args)`` in a pool thread, on a checked connection."""
+        slot = self.take()
+        if slot is None:
+            return self.wait().addCallback(self.run_in_thread, func, args)
+        return self.run_in_thread(slot, func, args)
+
+    def run_in_thread(
+        self, slot: Slot, func: Callable[..., T], args: tuple[Any, ...], check: bool = True
+    ) -> Deferred[T]:
+        """Run on a slot already taken, then give it back. ``check=False``: the connection
+        is mid-request (handed over by the reactor lane) and is used as it is."""
+        if self.lane is not None and slot.lane is not None:
+            self.lane.detach(slot)
+        d = threads.deferToThreadPool(
+            self._reactor, self.threadpool, self._in_thread, slot, func, args, check
+        )
+        d.addBoth(self._thread_done, slot)
+        return d
+
+    def _thread_done(self, result: T, slot: Slot) -> T:
+        if self.lane is not None:
+            self.lane.attach(slot)
+        self.give_back(slot)
         return result
 
     def info(self) -> dict[str, int]:
         """Connections in use and idle, and the most this pool opens."""
-        opened = len(self.connections)
-        return {"in_use": self.in_use, "idle": max(0, opened - self.in_use), "max": self.max}
+        idle = sum(1 for slot in self._free if slot.conn is not None)
+        return {"in_use": self.in_use, "idle": idle, "max": self.max}
 
     def check(self) -> Deferred[bool]:
         """True when a connection can be had and answers a ping; never fails."""
@@ -225,65 +300,85 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
         d.addErrback(lambda _: False)
         return d
 
-    def _run(self, func: Callable[..., T], *args: Any) -> T:
-        conn = self.checkout()
+    def finalClose(self) -> None:
+        super().finalClose()  # stops the threads
+        for slot in self._slots:
+            if self.lane is not None and slot.lane is not None:
+                self.lane.detach(slot)
+            self.discard(slot)
+        while self._waiting:
+            self._waiting.popleft().errback(
+                BackendUnavailable(f"backend {self.backend_name} is closing", server=self.backend_name)
+            )
+
+    # ---------------------------------------------------------- in a pool thread
+
+    def _in_thread(
+        self, slot: Slot, func: Callable[..., T], args: tuple[Any, ...], check: bool
+    ) -> T:
+        conn = self.checkout(slot) if check else slot.conn
         try:
             return func(conn, *args)
         except BaseException as e:
             if self._is_broken(e):
-                self.discard(conn)
+                self.discard(slot)
             raise
         finally:
-            self._last_used[id(conn)] = time.monotonic()
-            if getattr(conn, "_dbslayer_discard", False):
+            slot.last_used = time.monotonic()
+            if slot.conn is not None and getattr(slot.conn, "_dbslayer_discard", False):
                 # The answer was cut short with rows still unread: closing the connection is
                 # cheaper than reading them, and the server stops the statement.
-                self.discard(conn)
+                self.discard(slot)
 
-    def checkout(self) -> Any:
-        """This thread's connection, pinged; a dead one is replaced by a new connection.
+    def checkout(self, slot: Slot) -> Any:
+        """The slot's connection, checked; a dead one is replaced by a new connection.
 
         Raises BackendUnavailable when no connection can be made: nothing was sent."""
-        tid = self.threadID()
-        conn = self.connections.get(tid)
-        if conn is not None:
+        if slot.conn is not None:
             try:
-                self.ping(conn)
+                self.ping(slot.conn, slot.last_used)
             except self.dbapi.Error:
-                self.discard(conn)
-        try:
-            return self.connect()
-        except self.dbapi.Error as e:
-            args: tuple[Any, ...] = tuple(getattr(e, "args", ()))
-            errno = args[0] if args and isinstance(args[0], int) else None
-            message = args[1] if len(args) > 1 else str(e)
-            raise BackendUnavailable(
-                f"backend {self.backend_name} is unavailable ({message})",
-                errno=errno,
-                server=self.backend_name,
-                retry_after=1,
-            ) from None
+                self.discard(slot)
+        if slot.conn is None:
+            try:
+                slot.conn = self.open_connection()
+            except self.dbapi.Error as e:
+                args: tuple[Any, ...] = tuple(getattr(e, "args", ()))
+                errno = args[0] if args and isinstance(args[0], int) else None
+                message = args[1] if len(args) > 1 else str(e)
+                raise BackendUnavailable(
+                    f"backend {self.backend_name} is unavailable ({message})",
+                    errno=errno,
+                    server=self.backend_name,
+                    retry_after=1,
+                ) from None
+        return slot.conn
+
+    def open_connection(self) -> Any:
+        conn = self.dbapi.connect(*self.connargs, **self.connkw)
+        if self.openfun is not None:
+            self.openfun(conn)
+        return conn
 
     #: A connection idle longer than this gets a real ping (a round trip) before use; one used
     #: more recently is checked locally: an idle MySQL connection has nothing to read, so a
     #: readable socket means the server closed it (restart, kill, wait_timeout).
     PING_AFTER_IDLE = 10.0
 
-    def ping(self, conn: Any) -> None:
-        last = self._last_used.get(id(conn))
-        if last is None or time.monotonic() - last > self.PING_AFTER_IDLE:
+    def ping(self, conn: Any, last_used: float) -> None:
+        if not last_used or time.monotonic() - last_used > self.PING_AFTER_IDLE:
             conn.ping()
             return
         readable, _, _ = select.select([conn.fileno()], [], [], 0)
         if readable:
             raise self.dbapi.OperationalError(2006, "the server closed the connection")
 
-    def discard(self, conn: Any) -> None:
-        """Close and forget a connection (ignoring errors: it is usually dead already)."""
-        tid = self.threadID()
-        if self.connections.get(tid) is conn:
-            del self.connections[tid]
-        self._last_used.pop(id(conn), None)
+    def discard(self, slot: Slot) -> None:
+        """Close and forget the slot's connection (ignoring errors: it is usually dead
+        already)."""
+        conn, slot.conn = slot.conn, None
+        if conn is None:
+            return
         try:
             conn.close()
         except Exception:
@@ -322,6 +417,36 @@ def _mysql_conversions() -> dict[Any, Any]:
     return conv
 
 
+_SENT_CURSOR: Any = None
+
+
+def _sent_cursor() -> Any:
+    """An unbuffered cursor for a statement the reactor lane already sent: executing it reads
+    the answer instead of sending the statement (mysqlclient's cursor, minus the send)."""
+    global _SENT_CURSOR
+    if _SENT_CURSOR is None:
+        from MySQLdb.cursors import SSCursor
+
+        class SentCursor(SSCursor):  # type: ignore[misc]
+            def execute(self, query: Any, args: Any = None) -> Any:
+                return self._query(query)
+
+            def _query(self, q: Any) -> Any:
+                db = self._get_db()
+                self._result = None
+                self.warning_count = 0
+                self.rowcount = None
+                self.lastrowid = None
+                db.read_query_result()
+                self._do_get_result(db)
+                self._post_get_result()
+                self._executed = q
+                return self.rowcount
+
+        _SENT_CURSOR = SentCursor
+    return _SENT_CURSOR
+
+
 def _bit_to_int(value: bytes) -> int:
     return int.from_bytes(value, "big")
 
@@ -345,6 +470,16 @@ def _mysql_is_broken(e: BaseException) -> bool:
     return not isinstance(e, GatewayError)
 
 
+def timed_out(run: Run, answer: Answer, elapsed: float) -> bool:
+    """Was the request stopped by its time limit? (A streamed answer ends with its own
+    error instead.)"""
+    return not answer.streamed and (
+        run.killed
+        or (run.limit is not None and elapsed >= run.limit)
+        or (answer.error is not None and answer.error.errno in (1969, 3024))
+    )
+
+
 def run_sink_wanted(run: Run, answer: Answer) -> bool:
     """Stream this result set? Only where the executor gave the run a sink (it does so for
     single-statement answers that are not cached) and the row limit allows a big answer."""
@@ -366,6 +501,7 @@ class MySQLBackend:
         write_timeout: float,
         pool_min: int,
         pool_max: int,
+        reactor_lane: bool = True,
     ) -> None:
         self.name = spec.name
         self.spec = spec
@@ -411,9 +547,17 @@ class MySQLBackend:
             cp_noisy=False,
             **self._control,
         )
+        self.lane: Any = None
+        if reactor_lane:
+            from gateway.lane import ReactorLane
+
+            self.lane = ReactorLane(self, self.pool, reactor, read_timeout=read_timeout)
 
     def execute(self, request: Request, run: Run | None = None) -> Deferred[Answer]:
-        return self.pool.run(self._execute, request, run or Run())
+        run = run or Run()
+        if self.lane is not None:
+            return self.lane.execute(request, run)  # type: ignore[no-any-return]
+        return self.pool.run(self._execute, request, run)
 
     def kill(self, run: Run) -> Deferred[None]:
         """Stop the run's statement with KILL QUERY over a separate connection."""
@@ -470,12 +614,14 @@ class MySQLBackend:
         finally:
             cursor.close()
 
-    def _execute(self, conn: Any, request: Request, run: Run) -> Answer:
+    def _execute(
+        self, conn: Any, request: Request, run: Run, already_sent: bool = False
+    ) -> Answer:
         import MySQLdb
 
-        sent = [False]
+        sent = [already_sent]
         try:
-            return self._execute_on(conn, request, run, sent)
+            return self._execute_on(conn, request, run, sent, already_sent)
         except MySQLdb.Error as e:
             # Statement errors are part of the answer; what escapes is the connection failing.
             errno = _mysql_errno(e)
@@ -483,45 +629,48 @@ class MySQLBackend:
                 raise run.timeout_error(self.name, errno) from None
             raise self._connection_error(e, errno, not_sent=not sent[0]) from None
 
-    def _execute_on(self, conn: Any, request: Request, run: Run, sent: list[bool]) -> Answer:
+    def _finish_sent(self, conn: Any, request: Request, run: Run) -> Answer:
+        """Read the answer to a request the reactor lane sent, when it did not arrive whole
+        at once (a big or slow result set): streaming, row limit and errors as usual."""
+        return self._execute(conn, request, run, already_sent=True)
+
+    def _execute_on(
+        self, conn: Any, request: Request, run: Run, sent: list[bool], already_sent: bool = False
+    ) -> Answer:
         import MySQLdb
 
         answer = Answer(server=self.name)
         run.thread_id = conn.thread_id()
         if request.sql is not None:
-            self._set_limit(conn, run.limit)
-            self._set_read_only(conn, run.read_only)
+            if not already_sent:  # (the lane sends only where the session is set already)
+                self._set_limit(conn, run.limit)
+                self._set_read_only(conn, run.read_only)
             transaction = request.rollback_on_error
             if transaction:
                 conn.autocommit(False)
             started = time.monotonic()
             try:
-                self._run_sql(conn, request, answer, sent, run)
+                self._run_sql(conn, request, answer, sent, run, already_sent)
             except ParamsMismatch:
                 if transaction:
                     conn.rollback()
                     conn.autocommit(True)
                 raise
-            elapsed = time.monotonic() - started
-            timed_out = not answer.streamed and (  # a stream ends with its own error
-                run.killed
-                or (run.limit is not None and elapsed >= run.limit)
-                or (answer.error is not None and answer.error.errno in (1969, 3024))
-            )
+            stopped = timed_out(run, answer, time.monotonic() - started)
             if transaction:
-                if timed_out and answer.error is None:
+                if stopped and answer.error is None:
                     answer.error = SQLError(1969, "statement time limit reached")
                 self._finish_transaction(conn, answer)
                 conn.autocommit(True)
-            if _OPENS_TRANSACTION.search(request.sql):
+            if OPENS_TRANSACTION.search(request.sql):
                 # A request cannot leave a transaction or table locks open on a pooled
                 # connection: close them as a client disconnect would.
                 conn.query("ROLLBACK; UNLOCK TABLES; SET autocommit=1")
                 while conn.next_result() == 0:
                     pass
-            if _SETS_SESSION.search(request.sql):
+            if SETS_SESSION.search(request.sql):
                 conn._dbslayer_limit = conn._dbslayer_read_only = "changed by the client"
-            if timed_out:
+            if stopped:
                 raise run.timeout_error(self.name, answer.error.errno if answer.error else None)
         for key in request.info:
             answer.extras[key] = self._info(conn, key, MySQLdb)
@@ -552,7 +701,13 @@ class MySQLBackend:
         conn._dbslayer_read_only = read_only
 
     def _run_sql(
-        self, conn: Any, request: Request, answer: Answer, sent: list[bool], run: Run
+        self,
+        conn: Any,
+        request: Request,
+        answer: Answer,
+        sent: list[bool],
+        run: Run,
+        already_sent: bool = False,
     ) -> None:
         max_rows = run.max_rows
         import MySQLdb
@@ -560,7 +715,7 @@ class MySQLBackend:
 
         # An unbuffered cursor: rows are read from the server as they are fetched, so the row
         # limit bounds the memory an answer takes, however large the result.
-        cursor = conn.cursor(SSCursor)
+        cursor = conn.cursor(_sent_cursor() if already_sent else SSCursor)
         cut = False
         try:
             try:
@@ -714,10 +869,10 @@ def _failed_check(failure: Any) -> CheckResult:
     )
 
 
-_SETS_SESSION = re.compile(
+SETS_SESSION = re.compile(
     r"max_(statement|execution)_time|transaction|tx_read_only", re.IGNORECASE
 )
-_OPENS_TRANSACTION = re.compile(
+OPENS_TRANSACTION = re.compile(
     r"\b(BEGIN|START\s+TRANSACTION|AUTOCOMMIT|LOCK\s+TABLES?|XA)\b", re.IGNORECASE
 )
 
@@ -738,7 +893,7 @@ def _sqlite_type(value: Any) -> str:
 
 
 class SQLitePool(BackendPool):
-    def ping(self, conn: Any) -> None:
+    def ping(self, conn: Any, last_used: float) -> None:
         return None
 
 

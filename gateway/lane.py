@@ -1,0 +1,343 @@
+"""The reactor lane: a small answer is read in the reactor thread, with no thread hand-off.
+
+Handing every request to a pool thread and back (a queue, two wake-ups, the GIL passed
+between threads) cost more than the query itself. A request that qualifies (one statement,
+no transaction or session change, no info flags; :func:`lane_eligible`) is sent from the
+reactor thread with the driver's ``send_query``, and the reactor watches the connection's
+socket. When the answer starts to arrive, the lane peeks at the socket buffer:
+
+- the whole answer is there (:func:`gateway.wire.response_state`): the driver reads it at once,
+  without waiting, in the reactor thread;
+- it is not all there yet (a big result set, or one the server is still producing), or it is
+  one the walk does not follow: a pool thread reads it, with the same code as any request
+  (streaming, row limit, errors), so the reactor never waits on the network.
+
+The connections are the pool's slots (:class:`gateway.backends.BackendPool`), so the pool's
+maximum holds for both ways. A connection that is new, idle for long, or whose session needs a
+different time limit or read-only mode goes through a pool thread, which checks and sets it.
+While idle, a lane connection stays watched: if the server closes it, it is dropped at once.
+An answer that does not come within ``read_timeout`` fails like a lost connection.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from functools import lru_cache
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gateway.backends import (
+    OPENS_TRANSACTION,
+    SETS_SESSION,
+    BackendPool,
+    ParamsMismatch,
+    Run,
+    Slot,
+    _mysql_errno,
+    timed_out,
+)
+from gateway.classify import classify
+from gateway.request import Request
+from gateway.results import Answer, SQLError, Update, result_set
+from gateway.wire import COMPLETE, response_state
+
+log = Logger()
+
+#: Bytes of an answer the lane reads itself; a bigger answer is read by a pool thread.
+PEEK_BYTES = 64 * 1024
+#: SQL texts up to this length have their eligibility remembered.
+_MEMO_MAX_SQL = 4096
+
+
+def lane_eligible(request: Request) -> bool:
+    """Can this request run in the reactor lane? (Pure.)"""
+    sql = request.sql
+    if sql is None or request.info or request.rollback_on_error:
+        return False
+    if len(sql) > _MEMO_MAX_SQL:
+        return _simple_sql(sql)
+    return _simple_sql_memo(sql)
+
+
+def _simple_sql(sql: str) -> bool:
+    """One statement that neither opens a transaction nor changes the session's limits."""
+    return (
+        len(classify(sql)) == 1
+        and OPENS_TRANSACTION.search(sql) is None
+        and SETS_SESSION.search(sql) is None
+    )
+
+
+_simple_sql_memo = lru_cache(maxsize=4096)(_simple_sql)
+
+
+@implementer(IReadDescriptor)
+class LaneSocket:
+    """A lane connection's socket as the reactor watches it (a duplicate of the driver's
+    descriptor, so the lane can peek and watch without touching the driver's)."""
+
+    def __init__(self, lane: ReactorLane, slot: Slot, conn: Any, sock: socket.socket) -> None:
+        self.lane = lane
+        self.slot = slot
+        self.conn = conn
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.watched = False
+        #: The request whose answer is awaited: (request, run, deferred, monotonic sent time).
+        self.pending: tuple[Request, Run, Deferred[Answer], float] | None = None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def doRead(self) -> None:
+        self.lane.readable(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.lane.lost(self.slot)
+
+    def logPrefix(self) -> str:
+        return "dbslayer-lane"
+
+
+class ReactorLane:
+    """Runs eligible requests of one MySQL backend in the reactor thread."""
+
+    def __init__(
+        self,
+        backend: Any,
+        pool: BackendPool,
+        reactor: Any,
+        read_timeout: float,
+        peek_bytes: int = PEEK_BYTES,
+    ) -> None:
+        self.backend = backend
+        self.pool = pool
+        self.reactor = reactor
+        self.read_timeout = read_timeout
+        self.peek_bytes = peek_bytes
+        self.name = backend.name
+        self.busy = 0
+        self._watchdog: Any = None
+        pool.lane = self
+
+    # ------------------------------------------------------------------ requests
+
+    def execute(self, request: Request, run: Run) -> Deferred[Answer]:
+        """Run a request: here if it is eligible, else in a pool thread."""
+        if not lane_eligible(request):
+            return self.pool.run(self.backend._execute, request, run)
+        slot = self.pool.take()
+        if slot is None:
+            return self.pool.wait().addCallback(self._start, request, run)
+        return self._start(slot, request, run)
+
+    def _start(self, slot: Slot, request: Request, run: Run) -> Deferred[Answer]:
+        conn = slot.conn
+        lane = slot.lane
+        if (
+            lane is None
+            or lane.conn is not conn
+            or time.monotonic() - slot.last_used > self.pool.PING_AFTER_IDLE
+            or getattr(conn, "_dbslayer_limit", None) != run.limit
+            or getattr(conn, "_dbslayer_read_only", False) is not run.read_only
+        ):
+            # New, idle for long, or the session needs setting: a pool thread does it.
+            return self.pool.run_in_thread(slot, self.backend._execute, (request, run))
+        import MySQLdb
+
+        try:
+            if request.params is None:
+                sql = request.sql.encode(conn.encoding)  # type: ignore[union-attr]
+            else:
+                sql = conn.cursor()._mogrify(request.sql, request.params)
+        except (MySQLdb.ProgrammingError, TypeError, ValueError, KeyError) as e:
+            self.pool.give_back(slot)
+            return fail(
+                ParamsMismatch(
+                    f"PARAMS do not match the placeholders in SQL ({e}); placeholders are %s "
+                    "or %(name)s, a literal % is written %%",
+                    server=self.name,
+                )
+            )
+        except UnicodeEncodeError as e:
+            self.pool.give_back(slot)
+            return fail(ParamsMismatch(f"SQL cannot be sent in the connection's charset ({e})"))
+        run.thread_id = conn.thread_id()
+        try:
+            conn.send_query(sql)
+        except MySQLdb.Error as e:
+            self.drop(slot)
+            self.pool.give_back(slot)
+            errno = _mysql_errno(e)
+            return fail(self.backend._connection_error(e, errno, not_sent=True))
+        d: Deferred[Answer] = Deferred()
+        lane.pending = (request, run, d, time.monotonic())
+        self.busy += 1
+        if self._watchdog is None:
+            self._watchdog = self.reactor.callLater(1.0, self._check_overdue)
+        return d
+
+    def readable(self, lane: LaneSocket) -> None:
+        """The reactor saw the connection readable: an answer arrived (or the server left)."""
+        slot = lane.slot
+        pending = lane.pending
+        if pending is None:
+            self.drop(slot)  # idle, and readable: the server closed it
+            return
+        try:
+            data = lane.sock.recv(self.peek_bytes, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # the driver's read reports the error
+        lane.pending = None
+        self.busy -= 1
+        if data and response_state(data) is not COMPLETE:
+            # Not all there (or not a shape the walk follows): a pool thread reads it.
+            request, run, d, _ = pending
+            self.pool.run_in_thread(
+                slot, self.backend._finish_sent, (request, run), check=False
+            ).chainDeferred(d)
+            return
+        try:
+            self._read(slot, pending)
+        except Exception:
+            log.failure("reading an answer in the reactor lane of {name}", name=self.name)
+            self.drop(slot)
+            self.pool.give_back(slot)
+            pending[2].errback(
+                self.backend._connection_error(
+                    RuntimeError(2013, "internal error while reading the answer"),
+                    2013,
+                    not_sent=False,
+                )
+            )
+
+    def _read(self, slot: Slot, pending: tuple[Request, Run, Deferred[Answer], float]) -> None:
+        """Read a whole answer (all in the socket buffer) and fire the request's Deferred."""
+        import MySQLdb
+
+        request, run, d, sent = pending
+        conn = slot.conn
+        answer = Answer(server=self.name)
+        try:
+            conn.read_query_result()
+            result = conn.store_result()
+            if result is None:
+                answer.results.append(Update(max(conn.affected_rows(), 0), conn.insert_id() or 0))
+            else:
+                rows = result.fetch_row(0)
+                max_rows = run.max_rows
+                cut = max_rows is not None and len(rows) > max_rows
+                if cut:
+                    rows = rows[:max_rows]
+                answer.results.append(result_set(result.describe(), rows, truncated=cut))
+        except MySQLdb.Error as e:
+            errno = _mysql_errno(e)
+            if errno is None or errno >= 2000:
+                self.drop(slot)
+                slot.last_used = time.monotonic()
+                self.pool.give_back(slot)
+                if run.killed:
+                    d.errback(run.timeout_error(self.name, errno))
+                else:
+                    d.errback(self.backend._connection_error(e, errno, not_sent=False))
+                return
+            answer.error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
+        now = time.monotonic()
+        slot.last_used = now
+        self.pool.give_back(slot)
+        if timed_out(run, answer, now - sent):
+            d.errback(run.timeout_error(self.name, answer.error.errno if answer.error else None))
+        else:
+            d.callback(answer)
+
+    # --------------------------------------------------------------- connections
+
+    def attach(self, slot: Slot) -> None:
+        """Watch the slot's connection (after a pool thread used or opened it)."""
+        conn = slot.conn
+        lane = slot.lane
+        if lane is not None and lane.conn is not conn:
+            self._forget(slot)
+            lane = None
+        if conn is None:
+            return
+        if lane is None:
+            try:
+                sock = socket.socket(fileno=os.dup(conn.fileno()))
+            except OSError:
+                return  # the lane stays off for this connection
+            sock.setblocking(False)
+            lane = slot.lane = LaneSocket(self, slot, conn, sock)
+        if not lane.watched:
+            lane.watched = True
+            self.reactor.addReader(lane)
+
+    def detach(self, slot: Slot) -> None:
+        """Stop watching the slot's connection (a pool thread is about to use it)."""
+        lane = slot.lane
+        if lane is not None and lane.watched:
+            lane.watched = False
+            self.reactor.removeReader(lane)
+
+    def lost(self, slot: Slot) -> None:
+        """The reactor gave up on the socket: fail the request waiting on it, if any."""
+        lane = slot.lane
+        pending = lane.pending if lane is not None else None
+        self.drop(slot)
+        if pending is not None:
+            self.pool.give_back(slot)
+            pending[2].errback(
+                self.backend._connection_error(
+                    RuntimeError(2013, "the connection's socket failed"), 2013, not_sent=False
+                )
+            )
+
+    def drop(self, slot: Slot) -> None:
+        """Close the slot's connection (broken, closed by the server, or overdue)."""
+        self._forget(slot)
+        self.pool.discard(slot)
+
+    def _forget(self, slot: Slot) -> None:
+        lane, slot.lane = slot.lane, None
+        if lane is None:
+            return
+        if lane.watched:
+            lane.watched = False
+            self.reactor.removeReader(lane)
+        if lane.pending is not None:
+            self.busy -= 1
+            lane.pending = None
+        lane.sock.close()
+
+    def _check_overdue(self) -> None:
+        """Fail requests whose answer did not come within read_timeout (a hung server or
+        network), as the driver's read timeout does in a pool thread."""
+        self._watchdog = None
+        now = time.monotonic()
+        for slot in list(self.pool._slots):
+            lane = slot.lane
+            if lane is None or lane.pending is None:
+                continue
+            request, run, d, sent = lane.pending
+            if now - sent < self.read_timeout:
+                continue
+            self.drop(slot)
+            self.pool.give_back(slot)
+            d.errback(
+                self.backend._connection_error(
+                    RuntimeError(2013, f"no answer within {self.read_timeout:g} s"),
+                    2013,
+                    not_sent=False,
+                )
+            )
+        if self.busy:
+            self._watchdog = self.reactor.callLater(1.0, self._check_overdue)
