@@ -9,11 +9,17 @@ parsed (413/414/400) are reported too.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import IO, Any
 from urllib.parse import unquote_plus
 
 from stats.core import GatewayStats
 from stats.redact import excerpt
+
+#: Request URIs up to this length are kept as received and decoded only when the journal is
+#: read; a longer one is decoded and cut at once (a journal keeps 100 of them).
+LAZY_LINE_MAX = 16 * 1024
 
 _ENDPOINTS = {
     b"db": "db",
@@ -50,7 +56,12 @@ class RequestRecorder:
     def finished(self, request: Any) -> None:
         now = self.clock.seconds()
         started = getattr(request, "started", 0.0) or now
-        line = request_line(request.method, request.uri, request.clientproto)
+        uri = request.uri
+        line: str | Callable[[], str]
+        if self.access_log is not None or len(uri) > LAZY_LINE_MAX:
+            line = request_line(request.method, uri, request.clientproto)
+        else:  # decoded (and redacted) only if the journal is read
+            line = partial(request_line, request.method, uri, request.clientproto)
         peer = getattr(request.getClientAddress(), "host", "-")
         self.stats.record_request(
             endpoint=endpoint_of(request.path),
@@ -64,7 +75,9 @@ class RequestRecorder:
             sql_error=getattr(request, "sql_error", False),
             statements=getattr(request, "statement_kinds", None),
         )
-        self._access(peer, line, request.code, request.sentLength, now - started)
+        if self.access_log is not None:
+            assert isinstance(line, str)
+            self._access(peer, line, request.code, request.sentLength, now - started)
 
     def refused(self, channel: Any, status: int, message: str) -> None:
         now = self.clock.seconds()

@@ -24,6 +24,16 @@ from stats.windows import RateWindow
 DB_ENDPOINTS = frozenset({"db", "dbform"})
 #: The ``qps`` windows of ``/stats``: label -> seconds.
 QPS_WINDOWS = {"1s": 1, "10s": 10, "60s": 60}
+#: The fields of the request journal (/stats/log) and of the error journal (/stats/errors).
+LOG_FIELDS = (
+    "bytes_sent",
+    "client_ip",
+    "request",
+    "request_time",
+    "response_code",
+    "time_toservice",
+)
+ERROR_FIELDS = ("client_ip", "error", "request", "request_time")
 #: Statement kinds always present in ``statements``, even at zero.
 STATEMENT_KINDS = ("read", "write")
 
@@ -98,8 +108,8 @@ class GatewayStats:
         self._gateway_errors: Counter[int] = Counter()
         self._statements: Counter[str] = Counter({kind: 0 for kind in STATEMENT_KINDS})
         self._backends: dict[str, BackendCounters] = {}
-        self._log = Journal(journal_size)
-        self._errors = Journal(journal_size)
+        self._log = Journal(LOG_FIELDS, journal_size)
+        self._errors = Journal(ERROR_FIELDS, journal_size)
         self._events = {family: dict.fromkeys(outcomes, 0) for family, outcomes in EVENTS.items()}
         self.backend_info: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
         self.in_flight: Callable[[], int] | None = None
@@ -111,7 +121,7 @@ class GatewayStats:
         *,
         endpoint: str,
         client_ip: str,
-        request_line: str,
+        request_line: str | Callable[[], str],
         status: int,
         bytes_sent: int,
         started: float,
@@ -121,8 +131,12 @@ class GatewayStats:
         statements: Mapping[str, int] | None = None,
     ) -> None:
         """One finished HTTP request (any endpoint); ``request_line`` and ``error`` are stored
-        redacted and cut to 2 KiB (:func:`stats.redact.excerpt`)."""
-        request = excerpt(request_line)
+        redacted and cut to 2 KiB (:func:`stats.redact.excerpt`). ``request_line`` may be a
+        function that makes the line: it is called, and the line redacted, only when the
+        journal is read (most entries never are)."""
+        request: str | _Later = (
+            _Later(request_line) if callable(request_line) else excerpt(request_line)
+        )
         self._requests[(endpoint, status)] += 1
         self._latency.setdefault(endpoint, LatencyHistogram()).observe(duration)
         if sql_error:
@@ -136,24 +150,17 @@ class GatewayStats:
             self._ring.hit()
             self._rates.add()
             self._log.add(
-                {
-                    "bytes_sent": bytes_sent,
-                    "client_ip": client_ip,
-                    "request": request,
-                    "request_time": int(started),
-                    "response_code": status,
-                    "time_toservice": max(0, round(duration * 1_000_000)),
-                }
+                (
+                    bytes_sent,
+                    client_ip,
+                    request,
+                    int(started),
+                    status,
+                    max(0, round(duration * 1_000_000)),
+                )
             )
         if error is not None:
-            self._errors.add(
-                {
-                    "client_ip": client_ip,
-                    "error": excerpt(error),
-                    "request": request,
-                    "request_time": int(started),
-                }
-            )
+            self._errors.add((client_ip, excerpt(error), request, int(started)))
 
     def record_backend(self, name: str, *, duration: float, failed: bool, sql_error: bool) -> None:
         """One request executed on backend ``name``: failed = could not run or connection lost;
@@ -244,11 +251,11 @@ class GatewayStats:
 
     def log_entries(self) -> list[dict[str, Any]]:
         """The request journal (db/dbform only), oldest first."""
-        return self._log.entries()
+        return _resolved(self._log.entries())
 
     def error_entries(self) -> list[dict[str, Any]]:
         """The error journal, oldest first."""
-        return self._errors.entries()
+        return _resolved(self._errors.entries())
 
     # ------------------------------------------------------------------ several workers
 
@@ -264,6 +271,30 @@ class GatewayStats:
         return merge_figures(
             self.figures(), self.log_entries(), self.error_entries(), peers, self._log.size
         )
+
+
+class _Later:
+    """A journal text made and redacted when first read."""
+
+    __slots__ = ("_make", "_text")
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make: Callable[[], str] | None = make
+        self._text: str | None = None
+
+    def text(self) -> str:
+        if self._text is None:
+            assert self._make is not None
+            self._text, self._make = excerpt(self._make()), None
+        return self._text
+
+
+def _resolved(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for entry in entries:
+        request = entry.get("request")
+        if isinstance(request, _Later):
+            entry["request"] = request.text()
+    return entries
 
 
 def export_figures(

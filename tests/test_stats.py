@@ -241,12 +241,16 @@ def test_histogram_cumulative_bounds_are_inclusive() -> None:
 
 def test_journal_bounded_oldest_first() -> None:
     """A journal keeps the newest ``size`` entries, oldest first."""
-    journal = Journal(size=3)
+    journal = Journal(("n", "square"), size=3)
     for n in range(5):
-        journal.add({"n": n})
-    assert journal.entries() == [{"n": 2}, {"n": 3}, {"n": 4}]
+        journal.add((n, n * n))
+    assert journal.entries() == [
+        {"n": 2, "square": 4},
+        {"n": 3, "square": 9},
+        {"n": 4, "square": 16},
+    ]
     journal.entries()[0]["n"] = 99
-    assert journal.entries()[0] == {"n": 2}
+    assert journal.entries()[0] == {"n": 2, "square": 4}
 
 
 # ------------------------------------------------------------------ GatewayStats
@@ -490,6 +494,23 @@ def test_secrets_redacted_everywhere(clock: Clock) -> None:
     [logged] = stats.log_entries()
     assert logged["request"] == """GET /db?{"SQL":"CREATE USER u IDENTIFIED BY '***'"} HTTP/1.1"""
     assert stats.error_entries()[1]["request"] == "GET /stats?token=*** HTTP/1.1"
+
+
+def test_request_line_made_and_redacted_only_when_read(clock: Clock) -> None:
+    """A request line given as a function is made once, when the journal is first read, and
+    stored redacted like any other."""
+    stats = GatewayStats(clock)
+    calls = []
+
+    def line() -> str:
+        calls.append(1)
+        return "GET /db?token=hunter2 HTTP/1.1"
+
+    record(stats, clock, request_line=line, error="boom")
+    assert calls == []
+    assert "hunter2" not in stats.log_entries()[0]["request"]
+    assert stats.error_entries()[0]["request"] == stats.log_entries()[0]["request"]
+    assert "***" in stats.log_entries()[0]["request"] and calls == [1]
 
 
 def test_long_request_lines_truncated(clock: Clock) -> None:
