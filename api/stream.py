@@ -32,7 +32,6 @@ class JsonStream:
         self.stopped = False
         self._types: list[str] = []
         self._first = True
-        request.notifyFinish().addErrback(lambda _: self.stopProducing())
 
     # IPushProducer: Twisted calls these in the reactor thread.
     def pauseProducing(self) -> None:
@@ -52,10 +51,14 @@ class JsonStream:
     def begin(self, header: list[str], types: list[str], base64: list[int]) -> None:
         self.writable = threading.Event()
         self.writable.set()
+        request = self.request
+        if request._disconnected:
+            self.stopped = True  # gone before the first row: the reader stops at once
         if self.stopped:
             return
+        # Watched from here on only: most answers are small and never stream.
+        request.notifyFinish().addErrback(lambda _: self.stopProducing())
         self._types = types
-        request = self.request
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"X-Streamed", b"true")

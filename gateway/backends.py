@@ -234,7 +234,8 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
         self._is_broken = is_broken
         super().__init__(dbapi_name, *args, **kwargs)
         self._free: list[Slot] = [Slot() for _ in range(self.max)]
-        self._waiting: deque[Deferred[Slot]] = deque()
+        #: Called with a slot each, in order, as slots are given back.
+        self._waiting: deque[Callable[[Slot], object]] = deque()
         self._slots = list(self._free)
         #: Slots handed out (running or about to run a request), counted in the reactor.
         self.in_use = 0
@@ -253,12 +254,16 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
     def wait(self) -> Deferred[Slot]:
         """A slot, when one is given back (first come, first served)."""
         d: Deferred[Slot] = Deferred()
-        self._waiting.append(d)
+        self._waiting.append(d.callback)
         return d
+
+    def queue(self, start: Callable[[Slot], object]) -> None:
+        """Call ``start(slot)`` when a slot is given back (first come, first served)."""
+        self._waiting.append(start)
 
     def give_back(self, slot: Slot) -> None:
         if self._waiting:
-            self._waiting.popleft().callback(slot)
+            self._waiting.popleft()(slot)
             return
         self.in_use -= 1
         self._free.append(slot)
@@ -306,10 +311,7 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
             if self.lane is not None and slot.lane is not None:
                 self.lane.detach(slot)
             self.discard(slot)
-        while self._waiting:
-            self._waiting.popleft().errback(
-                BackendUnavailable(f"backend {self.backend_name} is closing", server=self.backend_name)
-            )
+        self._waiting.clear()  # (the reactor is stopping: nobody waits for these answers)
 
     # ---------------------------------------------------------- in a pool thread
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gateway.auth import AuthFailed, allowed_backends, authorize_statements
 from gateway.backends import Backend, BackendUnavailable, ConnectionLost, Run
@@ -52,6 +53,7 @@ class Executor:
             raise ValueError("an executor needs at least one backend")
         self.backends = list(backends)
         self.by_name = {b.name: b for b in self.backends}
+        self._all_names = frozenset(self.by_name)
         self.router = router
         self.mode = router.mode
         self.clock = clock
@@ -99,13 +101,16 @@ class Executor:
                         retry_after=1,
                     )
                 )
-            return self._attempt(request, read, names, read_only_run, sink)  # type: ignore[no-any-return]
+            return self._attempt(request, read, names, read_only_run, sink)
 
         d = self._cached(request, user, ttl, work)
-        d.addCallback(_decorate, request)
+        if request.help or request.debug_return_input:
+            d.addCallback(_decorate, request)
         return d
 
-    def _allowed(self, user: Any, request: Request) -> set[str]:
+    def _allowed(self, user: Any, request: Request) -> frozenset[str] | set[str]:
+        if user is None:
+            return self._all_names
         names = allowed_backends(user, list(self.by_name))
         if request.server is not None and request.server not in names:
             raise AuthFailed(403, f"user {user.name} may not use backend {request.server}")
@@ -150,7 +155,6 @@ class Executor:
             limit = asked if limit is None else min(limit, asked)
         return limit
 
-    @inlineCallbacks
     def _attempt(
         self,
         request: Request,
@@ -158,42 +162,60 @@ class Executor:
         names: list[str],
         read_only_run: bool = False,
         sink: Any = None,
-    ) -> Any:
-        last: Exception | None = None
-        for position, name in enumerate(names):
-            status = self.router.status(name)
+        position: int = 0,
+        last: Exception | None = None,
+    ) -> Deferred[Answer]:
+        """Run on ``names[position]``, going on down the list as the retry rule allows."""
+        while position < len(names):
+            status = self.router.status(names[position])
             if position and not status.usable:
-                continue  # marked down while an earlier candidate was tried
-            try:
-                answer = yield self._run_on(self.by_name[name], request, read_only_run, sink)
-            except BackendUnavailable as e:
-                self._report_down(name, e)
-                last = e
+                position += 1  # marked down while an earlier candidate was tried
                 continue
-            except ConnectionLost as e:
-                kind = NOT_SENT if e.not_sent else LOST
-                if not may_retry(kind, read_only=read):
-                    raise
-                log.info(
-                    "retrying a {what} on another backend after {name} failed: {error}",
-                    what="read" if read else "request",
-                    name=name,
-                    error=e.message,
-                )
-                last = e
-                continue
-            return answer
-        if last is None:
-            raise BackendUnavailable("no healthy backend; retry later", retry_after=1)
-        if isinstance(last, BackendUnavailable) and len(names) > 1:
-            raise BackendUnavailable(
-                f"no backend could take the request ({', '.join(names)} tried); last error: "
-                f"{last.message}",
-                errno=last.errno,
-                server=last.server,
-                retry_after=1,
+            d = self._run_on(self.by_name[names[position]], request, read_only_run, sink)
+            return d.addErrback(
+                self._after_failure, request, read, names, read_only_run, sink, position
             )
-        raise last
+        if last is None:
+            return fail(BackendUnavailable("no healthy backend; retry later", retry_after=1))
+        if isinstance(last, BackendUnavailable) and len(names) > 1:
+            return fail(
+                BackendUnavailable(
+                    f"no backend could take the request ({', '.join(names)} tried); last "
+                    f"error: {last.message}",
+                    errno=last.errno,
+                    server=last.server,
+                    retry_after=1,
+                )
+            )
+        return fail(last)
+
+    def _after_failure(
+        self,
+        failure: Failure,
+        request: Request,
+        read: bool,
+        names: list[str],
+        read_only_run: bool,
+        sink: Any,
+        position: int,
+    ) -> Any:
+        error = failure.value
+        name = names[position]
+        if isinstance(error, BackendUnavailable):
+            self._report_down(name, error)
+        elif isinstance(error, ConnectionLost):
+            kind = NOT_SENT if error.not_sent else LOST
+            if not may_retry(kind, read_only=read):
+                return failure
+            log.info(
+                "retrying a {what} on another backend after {name} failed: {error}",
+                what="read" if read else "request",
+                name=name,
+                error=error.message,
+            )
+        else:
+            return failure
+        return self._attempt(request, read, names, read_only_run, sink, position + 1, error)
 
     def _run_on(
         self, backend: Backend, request: Request, read_only: bool, sink: Any = None

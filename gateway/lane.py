@@ -27,7 +27,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -133,12 +133,17 @@ class ReactorLane:
         """Run a request: here if it is eligible, else in a pool thread."""
         if not lane_eligible(request):
             return self.pool.run(self.backend._execute, request, run)
+        d: Deferred[Answer] = Deferred()
         slot = self.pool.take()
         if slot is None:
-            return self.pool.wait().addCallback(self._start, request, run)
-        return self._start(slot, request, run)
+            self.pool.queue(lambda slot: self._start(slot, request, run, d))
+        else:
+            self._start(slot, request, run, d)
+        return d
 
-    def _start(self, slot: Slot, request: Request, run: Run) -> Deferred[Answer]:
+    def _start(self, slot: Slot, request: Request, run: Run, d: Deferred[Answer]) -> None:
+        """Send the request on ``slot`` (or hand both to a pool thread); ``d`` gets the
+        answer."""
         conn = slot.conn
         lane = slot.lane
         if (
@@ -149,7 +154,8 @@ class ReactorLane:
             or getattr(conn, "_dbslayer_read_only", False) is not run.read_only
         ):
             # New, idle for long, or the session needs setting: a pool thread does it.
-            return self.pool.run_in_thread(slot, self.backend._execute, (request, run))
+            self.pool.run_in_thread(slot, self.backend._execute, (request, run)).chainDeferred(d)
+            return
         import MySQLdb
 
         try:
@@ -158,31 +164,32 @@ class ReactorLane:
             else:
                 sql = conn.cursor()._mogrify(request.sql, request.params)
         except (MySQLdb.ProgrammingError, TypeError, ValueError, KeyError) as e:
-            self.pool.give_back(slot)
-            return fail(
+            # (given back on the next turn: a queue of such requests must not recurse)
+            self.reactor.callLater(0, self.pool.give_back, slot)
+            d.errback(
                 ParamsMismatch(
                     f"PARAMS do not match the placeholders in SQL ({e}); placeholders are %s "
                     "or %(name)s, a literal % is written %%",
                     server=self.name,
                 )
             )
+            return
         except UnicodeEncodeError as e:
-            self.pool.give_back(slot)
-            return fail(ParamsMismatch(f"SQL cannot be sent in the connection's charset ({e})"))
+            self.reactor.callLater(0, self.pool.give_back, slot)
+            d.errback(ParamsMismatch(f"SQL cannot be sent in the connection's charset ({e})"))
+            return
         run.thread_id = conn.thread_id()
         try:
             conn.send_query(sql)
         except MySQLdb.Error as e:
             self.drop(slot)
             self.pool.give_back(slot)
-            errno = _mysql_errno(e)
-            return fail(self.backend._connection_error(e, errno, not_sent=True))
-        d: Deferred[Answer] = Deferred()
+            d.errback(self.backend._connection_error(e, _mysql_errno(e), not_sent=True))
+            return
         lane.pending = (request, run, d, time.monotonic())
         self.busy += 1
         if self._watchdog is None:
             self._watchdog = self.reactor.callLater(1.0, self._check_overdue)
-        return d
 
     def readable(self, lane: LaneSocket) -> None:
         """The reactor saw the connection readable: an answer arrived (or the server left)."""

@@ -103,6 +103,10 @@ def parse_request(obj: Any) -> Request:
         raise RequestError(
             f'a request is a JSON object, got {_json_kind(obj)}: send {{"SQL":"..."}}'
         )
+    if len(obj) == 1:  # the common request, {"SQL": "..."}: the checks below, in short
+        sql = obj.get("SQL")
+        if type(sql) is str and sql.strip():
+            return Request(sql=sql, raw=obj)
     sql = _optional(obj, "SQL", str, "a string")
     if sql is not None and not sql.strip():
         raise RequestError("SQL is empty")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from base64 import b64encode
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import attrs
@@ -150,9 +151,12 @@ def result_set(
     """Build a ResultSet from a DB-API description and rows, base64-encoding binary values.
 
     ``types`` overrides the type names read from the description's type codes."""
-    header = [_column_name(d[0]) for d in description]
-    if types is None:
-        types = [type_name(d[1]) for d in description]
+    try:
+        header, described = _described(tuple(description))
+    except TypeError:  # (an unhashable description)
+        header, described = _describe(description)
+    header = list(header)
+    types = list(described) if types is None else types
     table = [list(r) for r in rows]
     binary = _binary_columns(len(header), table)
     for row in table:
@@ -161,6 +165,14 @@ def result_set(
             if value is not None:
                 row[i] = b64encode(value).decode("ascii")
     return ResultSet(header=header, types=types, rows=table, base64=binary, truncated=truncated)
+
+
+def _describe(description: Sequence[Sequence[Any]]) -> tuple[list[str], list[str]]:
+    return [_column_name(d[0]) for d in description], [type_name(d[1]) for d in description]
+
+
+#: Column names and type names by description: the same statements come back again and again.
+_described = lru_cache(maxsize=1024)(_describe)
 
 
 def _column_name(name: Any) -> str:
@@ -172,6 +184,11 @@ def _column_name(name: Any) -> str:
 def _binary_columns(width: int, table: list[list[Any]]) -> list[int]:
     """Indexes of columns holding bytes (binary data); each column is decided by its first
     non-NULL value, since a driver returns one Python type per column."""
+    if not table:
+        return []
+    first = table[0]
+    if None not in first:  # every column decided by the first row
+        return [i for i, value in enumerate(first) if isinstance(value, (bytes, bytearray))]
     undecided = set(range(width))
     binary: list[int] = []
     for row in table:

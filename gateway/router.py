@@ -191,6 +191,8 @@ def _by_score(statuses: list[BackendStatus], turn: int) -> list[BackendStatus]:
     if not usable:
         raise _none_healthy(statuses)
     n = len(usable)
+    if n == 1:
+        return usable
     order = sorted(
         range(n),
         key=lambda i: ((usable[i].in_flight + 1) / usable[i].weight, (i - turn) % n),

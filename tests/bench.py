@@ -8,6 +8,9 @@ workers), then for each case measures:
 - the database directly with ``mysqlslap`` at the same concurrency (queries/s, as the
   reference figures were taken), and ``sysbench`` for the direct latency percentiles.
 
+Both reach MariaDB the same way, through its UNIX socket (as the reference's ``localhost``
+did): a co-located gateway configured for its best case against the database's best case.
+
 It prints a table with the gateway/direct ratios and writes the figures as JSON to
 ``bench-results.json`` (or the path in ``BENCH_OUT``). ``BENCH_SECONDS`` sets each run's length
 (default 10). Everything shares this machine's cores: load generator, gateway and database.
@@ -185,7 +188,8 @@ def main() -> int:
         gateway = Gateway(
             workdir,
             "--backend",
-            f"mysql://root@127.0.0.1:{db.port}/bench?name=bench",
+            # The same transport as the direct figures: the database's UNIX socket.
+            f"mysql://root@localhost/bench?name=bench&unix_socket={db.socket}",
             command=[str(Path(sys.executable).parent / "dbslayer"), "serve", "--port", "{port}"],
             workers=None,
         ).start()
