@@ -199,6 +199,7 @@ def make_service(
             write_timeout=settings.write_timeout,
             pool_min=settings.pool_min,
             pool_max=settings.pool_max,
+            reactor_lane=settings.reactor_lane,
         )
         for spec in specs
     ]

@@ -409,6 +409,14 @@ class Settings:
         low=1,
         high=256,
     )
+    reactor_lane: bool = _setting(
+        True,
+        "database",
+        "--reactor-lane",
+        "read small one-statement answers in the reactor thread, without a thread hand-off "
+        "(true/false)",
+        kind="bool",
+    )
     demo_database: str = _setting(
         attrs.Factory(lambda: default_demo_database(os.environ)),
         "database",

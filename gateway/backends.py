@@ -577,6 +577,8 @@ class MySQLBackend:
         return d
 
     def close(self) -> None:
+        if self.lane is not None:
+            self.lane.close()
         self.pool.close()
         self.health_pool.close()
 
@@ -1028,5 +1030,5 @@ class SQLiteBackend:
 def open_backend(spec: BackendSpec, reactor: Any, **options: Any) -> Backend:
     """Build the backend a spec describes."""
     if spec.driver == "sqlite":
-        return SQLiteBackend(spec, reactor)
+        return SQLiteBackend(spec, reactor)  # (no lane: SQLite has no socket to watch)
     return MySQLBackend(spec, reactor, **options)

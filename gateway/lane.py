@@ -325,6 +325,12 @@ class ReactorLane:
             lane.pending = None
         lane.sock.close()
 
+    def close(self) -> None:
+        """Stop the overdue check (the pool closes the connections)."""
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+
     def _check_overdue(self) -> None:
         """Fail requests whose answer did not come within read_timeout (a hung server or
         network), as the driver's read timeout does in a pool thread."""
