@@ -114,8 +114,10 @@ class GatewayApp:
     # ----------------------------------------------------------------- helpers
 
     def _query(self, request: Any) -> bytes:
-        uri: bytes = request.uri
-        query = uri.split(b"?", 1)[1] if b"?" in uri else b""
+        query = getattr(request, "query", None)  # (parsed already by the fast channel)
+        if query is None:
+            uri: bytes = request.uri
+            query = uri.split(b"?", 1)[1] if b"?" in uri else b""
         if len(query) > self.max_request_bytes:
             raise _TooLarge(
                 414,

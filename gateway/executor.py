@@ -26,13 +26,16 @@ from gateway.classify import classify, is_read_only
 from gateway.health import HealthChecks
 from gateway.request import HELP, Request, RequestError
 from gateway.results import Answer
-from gateway.router import LOST, NOT_SENT, NoBackend, Router, may_retry
+from gateway.router import LOST, NOT_SENT, BackendStatus, NoBackend, Router, may_retry
 from stats.core import GatewayStats
 
 log = Logger()
 
 #: How long after the time limit the gateway kills a statement the server did not stop.
 KILL_GRACE = 0.25
+#: How often running statements are checked against their deadline (the kill comes at most
+#: this late).
+SWEEP_SECONDS = 0.05
 
 
 class Executor:
@@ -62,6 +65,9 @@ class Executor:
         self.health = health
         self.cache = cache
         self.max_rows = max_rows
+        #: Running statements with a time limit: their kill deadline and backend.
+        self._deadlines: dict[Run, tuple[float, Backend]] = {}
+        self._sweep: Any = None
 
     def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
         """Run a request for ``user`` (None when authentication is off); the Deferred fails
@@ -225,19 +231,32 @@ class Executor:
         run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
         run.sink = sink
         started = self.clock.seconds()
-        deadline = None
         if run.limit is not None:
-            deadline = self.clock.callLater(run.limit + KILL_GRACE, self._kill, backend, run)
+            self._deadlines[run] = (started + run.limit + KILL_GRACE, backend)
+            if self._sweep is None:
+                self._sweep = self.clock.callLater(SWEEP_SECONDS, self._kill_overdue)
         d = backend.execute(request, run)
+        return d.addBoth(self._finished, run, status, backend.name, started)
 
-        def finished(result: Any) -> Any:
-            status.in_flight -= 1
-            if deadline is not None and deadline.active():
-                deadline.cancel()
-            self._observe(result, backend.name, started)
-            return result
+    def _finished(
+        self, result: Any, run: Run, status: BackendStatus, name: str, started: float
+    ) -> Any:
+        status.in_flight -= 1
+        self._deadlines.pop(run, None)
+        self._observe(result, name, started)
+        return result
 
-        return d.addBoth(finished)
+    def _kill_overdue(self) -> None:
+        """Kill the statements past their deadline (a timer per request would cost more than
+        this sweep, which runs only while statements with a limit are running)."""
+        self._sweep = None
+        now = self.clock.seconds()
+        for run, (deadline, backend) in list(self._deadlines.items()):
+            if now >= deadline:
+                del self._deadlines[run]
+                self._kill(backend, run)
+        if self._deadlines:
+            self._sweep = self.clock.callLater(SWEEP_SECONDS, self._kill_overdue)
 
     def _kill(self, backend: Backend, run: Run) -> None:
         log.info(
@@ -289,6 +308,9 @@ class Executor:
         return info
 
     def close(self) -> None:
+        if self._sweep is not None and self._sweep.active():
+            self._sweep.cancel()
+        self._sweep = None
         for backend in self.backends:
             backend.close()
 

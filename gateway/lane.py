@@ -46,7 +46,7 @@ from gateway.backends import (
 from gateway.classify import classify
 from gateway.request import Request
 from gateway.results import Answer, SQLError, Update, result_set
-from gateway.wire import COMPLETE, response_state
+from gateway.wire import COMPLETE, UNSUPPORTED, response_state
 
 log = Logger()
 
@@ -206,7 +206,12 @@ class ReactorLane:
             data = b""  # the driver's read reports the error
         lane.pending = None
         self.busy -= 1
-        if data and response_state(data) is not COMPLETE:
+        try:
+            state = response_state(data) if data else COMPLETE
+        except Exception:  # a shape the walk trips on: the driver, in a thread, will not
+            log.failure("walking an answer in the reactor lane of {name}", name=self.name)
+            state = UNSUPPORTED
+        if state is not COMPLETE:
             # Not all there (or not a shape the walk follows): a pool thread reads it.
             request, run, d, _ = pending
             self.pool.run_in_thread(

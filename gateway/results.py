@@ -117,7 +117,10 @@ class Answer:
 
     @property
     def truncated(self) -> bool:
-        return any(isinstance(r, ResultSet) and r.truncated for r in self.results)
+        for r in self.results:
+            if isinstance(r, ResultSet) and r.truncated:
+                return True
+        return False
 
     #: True when the rows were streamed to the run's sink (already written out).
     streamed: bool = attrs.field(default=False, eq=False)

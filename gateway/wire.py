@@ -102,15 +102,18 @@ def response_state(buf: bytes) -> str:
     # an 8-byte length), nor with 0xFF (not a length prefix): those mark the end.
     unpack = _UNPACK
     last = pos
-    while pos + 4 <= n:
+    while pos + 4 < n:  # (a header with no payload byte after it yet: INCOMPLETE below)
         length = unpack(buf, pos)[0] & 0xFFFFFF
         last = pos + 4
-        if length < 9 and buf[last] == 0xFE:
-            if length < 5 or last + length > n:
-                return INCOMPLETE if last + length > n else UNSUPPORTED
-            status = buf[last + 3] | buf[last + 4] << 8
-            return UNSUPPORTED if status & SERVER_MORE_RESULTS_EXISTS else COMPLETE
-        pos = last + length  # (a 16 MiB packet runs past the buffer: INCOMPLETE)
+        if length < 9:
+            if buf[last] == 0xFE:
+                if length < 5 or last + length > n:
+                    return INCOMPLETE if last + length > n else UNSUPPORTED
+                status = buf[last + 3] | buf[last + 4] << 8
+                return UNSUPPORTED if status & SERVER_MORE_RESULTS_EXISTS else COMPLETE
+        elif length == 0xFFFFFF:
+            return UNSUPPORTED  # a row of 16 MiB or more continues in the next packet
+        pos = last + length
     if pos == n and last < n and buf[last] == 0xFF:
         return COMPLETE  # the statement failed while sending rows
     return INCOMPLETE
