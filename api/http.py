@@ -120,7 +120,11 @@ class GatewayChannel(HTTPChannel):
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
+        # Stop parsing now, the rest of the bytes already received included (LineReceiver
+        # goes on through its buffer until the transport is disconnecting).
         self.dataReceived = self._discard  # type: ignore[method-assign]
+        self.lineReceived = self._discard  # type: ignore[method-assign]
+        self.rawDataReceived = self._discard  # type: ignore[method-assign]
         self.setTimeout(None)
         self.persistent = False
         self._linger = self.callLater(LINGER_SECONDS, transport.abortConnection)
