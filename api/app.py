@@ -150,8 +150,13 @@ class GatewayApp:
         else:
             d = self.authenticator.authenticate(authorization(request))
             d.addCallback(lambda user: self.executor.execute(parsed, user, sink))
-        d.addCallback(self._answered, request, parsed)
-        d.addErrback(self._failed, request, parsed)
+        # (an error raised by _answered itself reaches dispatch's failure handler: a JSON 500)
+        d.addCallbacks(
+            self._answered,
+            self._failed,
+            callbackArgs=(request, parsed),
+            errbackArgs=(request, parsed),
+        )
         return d
 
     def _answered(self, answer: Answer, request: Any, parsed: Request) -> bytes | None:

@@ -179,7 +179,11 @@ def main() -> int:
             )
             return 1
     workdir = Path(tempfile.mkdtemp(prefix="dbslayer-bench-"))
-    db = MariaDB(workdir / "db", extra=["--innodb-buffer-pool-size=256M", "--max-connections=1000"])
+    db = MariaDB(
+        workdir / "db",
+        extra=["--innodb-buffer-pool-size=256M", "--max-connections=1000"]
+        + os.environ.get("BENCH_MARIADB_ARGS", "").split(),
+    )
     (workdir / "db").mkdir()
     db.start()
     gateway: Gateway | None = None
