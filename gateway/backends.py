@@ -619,13 +619,18 @@ class MySQLBackend:
             cursor.close()
 
     def _execute(
-        self, conn: Any, request: Request, run: Run, already_sent: bool = False
+        self,
+        conn: Any,
+        request: Request,
+        run: Run,
+        already_sent: bool = False,
+        sent_at: float | None = None,
     ) -> Answer:
         import MySQLdb
 
         sent = [already_sent]
         try:
-            return self._execute_on(conn, request, run, sent, already_sent)
+            return self._execute_on(conn, request, run, sent, already_sent, sent_at)
         except MySQLdb.Error as e:
             # Statement errors are part of the answer; what escapes is the connection failing.
             errno = _mysql_errno(e)
@@ -633,13 +638,20 @@ class MySQLBackend:
                 raise run.timeout_error(self.name, errno) from None
             raise self._connection_error(e, errno, not_sent=not sent[0]) from None
 
-    def _finish_sent(self, conn: Any, request: Request, run: Run) -> Answer:
-        """Read the answer to a request the reactor lane sent, when it did not arrive whole
-        at once (a big or slow result set): streaming, row limit and errors as usual."""
-        return self._execute(conn, request, run, already_sent=True)
+    def _finish_sent(self, conn: Any, request: Request, run: Run, sent_at: float) -> Answer:
+        """Read the answer to a request the reactor lane sent at ``sent_at`` (monotonic), when
+        it did not arrive whole at once (a big or slow result set): streaming, row limit and
+        errors as usual."""
+        return self._execute(conn, request, run, already_sent=True, sent_at=sent_at)
 
     def _execute_on(
-        self, conn: Any, request: Request, run: Run, sent: list[bool], already_sent: bool = False
+        self,
+        conn: Any,
+        request: Request,
+        run: Run,
+        sent: list[bool],
+        already_sent: bool = False,
+        sent_at: float | None = None,
     ) -> Answer:
         import MySQLdb
 
@@ -652,7 +664,7 @@ class MySQLBackend:
             transaction = request.rollback_on_error
             if transaction:
                 conn.autocommit(False)
-            started = time.monotonic()
+            started = time.monotonic() if sent_at is None else sent_at
             try:
                 self._run_sql(conn, request, answer, sent, run, already_sent)
             except ParamsMismatch:

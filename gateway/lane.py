@@ -213,24 +213,12 @@ class ReactorLane:
             state = UNSUPPORTED
         if state is not COMPLETE:
             # Not all there (or not a shape the walk follows): a pool thread reads it.
-            request, run, d, _ = pending
+            request, run, d, sent = pending
             self.pool.run_in_thread(
-                slot, self.backend._finish_sent, (request, run), check=False
+                slot, self.backend._finish_sent, (request, run, sent), check=False
             ).chainDeferred(d)
             return
-        try:
-            self._read(slot, pending)
-        except Exception:
-            log.failure("reading an answer in the reactor lane of {name}", name=self.name)
-            self.drop(slot)
-            self.pool.give_back(slot)
-            pending[2].errback(
-                self.backend._connection_error(
-                    RuntimeError(2013, "internal error while reading the answer"),
-                    2013,
-                    not_sent=False,
-                )
-            )
+        self._read(slot, pending)
 
     def _read(self, slot: Slot, pending: tuple[Request, Run, Deferred[Answer], float]) -> None:
         """Read a whole answer (all in the socket buffer) and fire the request's Deferred."""
@@ -251,7 +239,10 @@ class ReactorLane:
                 if cut:
                     rows = rows[:max_rows]
                 answer.results.append(result_set(result.describe(), rows, truncated=cut))
-        except MySQLdb.Error as e:
+        except Exception as e:
+            if not isinstance(e, MySQLdb.Error):  # (a bug: the answer may be half read)
+                log.failure("reading an answer in the reactor lane of {name}", name=self.name)
+                e = MySQLdb.OperationalError(2013, "internal error while reading the answer")
             errno = _mysql_errno(e)
             if errno is None or errno >= 2000:
                 self.drop(slot)
