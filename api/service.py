@@ -302,7 +302,13 @@ def make_service(
     stats.in_flight = lambda: sum(site.in_flight for site in sites)
 
     def site_for(resource: Any) -> GatewaySite:
-        site = GatewaySite(resource, settings.max_request_bytes, reactor, settings.max_in_flight)
+        site = GatewaySite(
+            resource,
+            settings.max_request_bytes,
+            reactor,
+            settings.max_in_flight,
+            timeout=settings.idle_timeout,
+        )
         site.on_finished = recorder.finished
         site.on_refused = recorder.refused
         sites.append(site)

@@ -276,6 +276,14 @@ class Settings:
         kind="int",
         low=1,
     )
+    idle_timeout: float = _setting(
+        60.0,
+        "server",
+        "--idle-timeout",
+        "seconds a keep-alive connection may stay idle before the gateway closes it "
+        "(a request in flight is never cut)",
+        kind="float",
+    )
     drain_timeout: float = _setting(
         30.0,
         "server",

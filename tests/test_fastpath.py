@@ -649,3 +649,21 @@ def test_statistics_count_fast_requests(gateway: Gateway) -> None:
         c.send(get("/db?%7Bbad"))  # a 400 is a request too
         assert c.read().status == 400
     assert total_requests(gateway) - before == 6
+
+
+def test_idle_connections_are_closed(mariadb: MariaDB, gateway_factory: Any) -> None:
+    """--idle-timeout: a keep-alive connection left idle is closed, on the fast channel and
+    after a hand-over to twisted.web alike; a request that runs longer than the timeout is
+    still answered."""
+    gw = gateway_factory("--backend", mariadb.dsn(), "--idle-timeout", "1")
+    with Conn(gw.port) as fast, Conn(gw.port) as web:
+        fast.send(get_db({"SQL": "SELECT 1 AS n"}))
+        assert rows(fast.read()) == [[1]]
+        web.send(get("/health"))
+        assert web.read().status == 200
+        fast.send(get_db({"SQL": "SELECT SLEEP(2.5) AS s"}))  # longer than the idle timeout
+        assert rows(fast.read()) == [[0]]
+        started = time.monotonic()
+        fast.assert_closed()
+        assert time.monotonic() - started < 3.0
+        web.assert_closed()
