@@ -10,6 +10,10 @@ reads the answer instead of a connection reset.
 The site also keeps the request lifecycle: each request's start time, the count of requests in
 flight (for a shutdown that drains them), a 503 for requests that arrive while draining, and a
 hook called when a request is finished or refused (statistics and the access log).
+
+A site given ``fast_handlers`` (the main port's) builds :class:`api.fastpath.FastChannel`s,
+which answer ``/db`` and ``/dbform`` themselves and hand a connection to a GatewayChannel at
+the first request they do not take; the lifecycle above covers both kinds of request.
 """
 
 from __future__ import annotations

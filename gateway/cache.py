@@ -630,10 +630,16 @@ class AnswerCache:
 
         def claimed(mine: bool) -> Deferred[Answer]:
             if mine:
-                d = run()
+                # Look again: another process may have stored the answer and released the
+                # lock between this process's miss and its claim.
+                d: Deferred[Any] = defer.maybeDeferred(self.backend_cache.get, key, max_age)
+                d.addCallbacks(owned, lambda failure: failure.trap(CacheUnavailable) and run())
                 d.addBoth(lambda result: self._release(key, result))
                 return d
             return poll()
+
+        def owned(found: Answer | None) -> Any:
+            return found if found is not None else run()
 
         def poll() -> Deferred[Answer]:
             if self.clock.seconds() >= deadline:

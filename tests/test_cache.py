@@ -1088,3 +1088,30 @@ def test_a_lock_holder_that_never_answers_is_not_waited_for_forever() -> None:
     assert result == []
     clock.pump([0.5] * 4)
     assert result and result[0][0].server == "me"
+
+
+@attrs.define
+class RacingStore(FakeStore):
+    """A store where another process stores the answer and releases its lock just before this
+    process's claim lands."""
+
+    elsewhere: Any = None
+
+    def set(self, key: str, value: bytes, *, ex: float, nx: bool) -> Deferred[bool]:
+        if self.elsewhere is not None:
+            self.elsewhere.put("k", Answer(results=[Update(1, 0)], server="elsewhere"), 60)
+            self.elsewhere = None
+        return super().set(key, value, ex=ex, nx=nx)
+
+
+def test_a_claim_won_after_another_process_answered_runs_nothing() -> None:
+    """Across processes: when another process stores the answer and releases the lock between
+    this process's miss and its claim, the new lock holder finds the answer and does not run
+    the query again."""
+    clock = Clock()
+    store = RacingStore()
+    store.elsewhere = redis_cache(store, clock)
+    cache = AnswerCache(redis_cache(store, clock), clock)
+    runs, work = counted(rows_answer([1]))
+    got = result_of(cache.fetch("k", 60, work))
+    assert got[0].server == "elsewhere" and runs == [] and "k:lock" not in store.locks
