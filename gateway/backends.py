@@ -241,6 +241,8 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
         self.in_use = 0
         #: The reactor lane, when one runs on this pool.
         self.lane: PoolLane | None = None
+        #: Requests run in a pool thread (for /stats and /metrics).
+        self.thread_runs = 0
 
     # ------------------------------------------------------- in the reactor thread
 
@@ -282,6 +284,7 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
         is mid-request (handed over by the reactor lane) and is used as it is."""
         if self.lane is not None and slot.lane is not None:
             self.lane.detach(slot)
+        self.thread_runs += 1
         d = threads.deferToThreadPool(
             self._reactor, self.threadpool, self._in_thread, slot, func, args, check
         )

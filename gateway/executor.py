@@ -304,6 +304,12 @@ class Executor:
                 "in_flight": status.in_flight,
                 "last_error": status.last_error,
                 "pool": pool,
+                # Where answers were read: in the reactor thread (the reactor lane) or in a
+                # pool thread (health checks not included).
+                "answers": {
+                    "reactor": lane.reads if (lane := getattr(b, "lane", None)) else 0,
+                    "thread": b.pool.thread_runs,
+                },
             }
         return info
 

@@ -124,6 +124,8 @@ class ReactorLane:
         self.peek_bytes = peek_bytes
         self.name = backend.name
         self.busy = 0
+        #: Answers read in the reactor thread (for /stats and /metrics).
+        self.reads = 0
         self._watchdog: Any = None
         pool.lane = self
 
@@ -256,6 +258,7 @@ class ReactorLane:
             answer.error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
         now = time.monotonic()
         slot.last_used = now
+        self.reads += 1
         self.pool.give_back(slot)
         if timed_out(run, answer, now - sent):
             d.errback(run.timeout_error(self.name, answer.error.errno if answer.error else None))

@@ -418,14 +418,19 @@ def _copy_counters(c: BackendCounters) -> BackendCounters:
 
 
 def _combine_live(mine: dict[str, Any] | None, theirs: dict[str, Any]) -> dict[str, Any]:
-    """One backend seen by two workers: in-flight and pool use add up; the state is "up" when
-    any worker reaches it."""
+    """One backend seen by two workers: in-flight, pool use and answer counts add up; the state
+    is "up" when any worker reaches it."""
     if mine is None:
         return dict(theirs)
     combined = dict(mine)
     combined["in_flight"] = mine.get("in_flight", 0) + theirs.get("in_flight", 0)
     pool, other = mine.get("pool") or {}, theirs.get("pool") or {}
     combined["pool"] = {k: pool.get(k, 0) + other.get(k, 0) for k in set(pool) | set(other)}
+    mine_answers, their_answers = mine.get("answers") or {}, theirs.get("answers") or {}
+    combined["answers"] = {
+        k: mine_answers.get(k, 0) + their_answers.get(k, 0)
+        for k in set(mine_answers) | set(their_answers)
+    }
     states = {mine.get("state"), theirs.get("state")}
     combined["state"] = "up" if "up" in states else "down" if "down" in states else "unknown"
     combined["last_error"] = mine.get("last_error") or theirs.get("last_error")

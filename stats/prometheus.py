@@ -147,6 +147,11 @@ class GatewayCollector(Collector):
             "Pooled connections of a backend by state.",
             labels=["backend", "state"],
         )
+        answers = CounterMetricFamily(
+            f"{PREFIX}_backend_answers",
+            "Answers of a backend by where they were read: the reactor thread or a pool thread.",
+            labels=["backend", "read_in"],
+        )
         duration = HistogramMetricFamily(
             f"{PREFIX}_backend_duration_seconds",
             "Time to execute a request on a backend.",
@@ -164,8 +169,13 @@ class GatewayCollector(Collector):
                 for state in ("in_use", "idle"):
                     if isinstance(connections.get(state), int | float):
                         pool.add_metric([name, state], connections[state])
+            read_in = live.get("answers")
+            if isinstance(read_in, dict):
+                for where in ("reactor", "thread"):
+                    if isinstance(read_in.get(where), int):
+                        answers.add_metric([name, where], read_in[where])
             duration.add_metric([name], _buckets(c.latency), c.latency.sum)
-        yield from (queries, errors, sql_errors, state_changes, up, pool, duration)
+        yield from (queries, errors, sql_errors, state_changes, up, pool, answers, duration)
 
 
 def render_metrics(stats: GatewayStats, figures: Figures | None = None) -> tuple[bytes, str]:

@@ -273,9 +273,14 @@ def test_overdue_answer_fails_as_a_lost_connection(lane_db: MariaDB) -> None:
 
 
 def test_lane_can_be_turned_off(mariadb: MariaDB, gateway_factory: Any) -> None:
-    """--reactor-lane false: every request goes through a pool thread, with the same answers."""
+    """--reactor-lane false: every request goes through a pool thread, with the same answers;
+    /stats says where each backend's answers were read."""
     on = gateway_factory("--backend", mariadb.dsn())
     off = gateway_factory("--backend", mariadb.dsn(), "--reactor-lane", "false")
     request = {"SQL": "SELECT 1 AS one, CAST(2.50 AS DECIMAL(4,2)) AS d, NOW() IS NOT NULL AS t"}
     assert on.db(request).body == off.db(request).body
     assert json.loads(off.db(request).body)["RESULT"]["ROWS"] == [[1, 2.50, 1]]
+    assert off.get("/stats").json()["backends"]["db1"]["answers"] == {"reactor": 0, "thread": 2}
+    assert on.get("/stats").json()["backends"]["db1"]["answers"] == {"reactor": 0, "thread": 1}
+    on.db(request)
+    assert on.get("/stats").json()["backends"]["db1"]["answers"] == {"reactor": 1, "thread": 1}

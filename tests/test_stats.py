@@ -550,7 +550,11 @@ def busy_stats(clock: Clock) -> GatewayStats:
     """A GatewayStats with requests, errors, statements and two backends."""
     stats = GatewayStats(clock)
     stats.backend_info = lambda: {
-        "db1": {"state": "up", "pool": {"in_use": 2, "idle": 5, "max": 8}},
+        "db1": {
+            "state": "up",
+            "pool": {"in_use": 2, "idle": 5, "max": 8},
+            "answers": {"reactor": 40, "thread": 2},
+        },
         "db2": {"state": "unknown"},
     }
     stats.in_flight = lambda: 3
@@ -592,6 +596,8 @@ def test_metrics_parse_and_carry_the_stats_figures(clock: Clock) -> None:
     assert value(samples, "dbslayer_backend_up", backend="db2") == 0  # unknown is not up
     assert value(samples, "dbslayer_backend_pool_connections", backend="db1", state="in_use") == 2
     assert value(samples, "dbslayer_backend_pool_connections", backend="db1", state="idle") == 5
+    assert value(samples, "dbslayer_backend_answers_total", backend="db1", read_in="reactor") == 40
+    assert value(samples, "dbslayer_backend_answers_total", backend="db1", read_in="thread") == 2
     assert not [
         s
         for s in samples

@@ -42,6 +42,10 @@ def test_workers_share_the_port_and_the_stats(mariadb: MariaDB, tmp_path: Path) 
             snapshot = gw.get("/stats").json()
             assert snapshot["total_requests"] == 100
             assert snapshot["backends"]["db1"]["queries"] == 100
+            # Each answer was read in one place; most in the reactor (a connection's first
+            # request goes through a pool thread, which opens it).
+            answers = snapshot["backends"]["db1"]["answers"]
+            assert answers["reactor"] + answers["thread"] == 100 and answers["reactor"] >= 80
             assert snapshot["latency_ms"]["db"]["count"] == 100
             assert sum(snapshot["hits"]) <= 100
             assert len(gw.get("/stats/log").json()) == 100
