@@ -29,7 +29,6 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any
 
-import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
@@ -394,17 +393,7 @@ class FastChannel(Protocol):
         site = self.site
         refusal = site.admission(request.path)
         if refusal is not None:
-            message, close = refusal
-            body = orjson.dumps({"ERROR": message})
-            request.error_message = message
-            request.setResponseCode(503)
-            request.setHeader(b"Content-Type", b"application/json")
-            request.setHeader(b"Content-Length", b"%d" % len(body))
-            request.setHeader(b"Retry-After", b"1")
-            if close:
-                request.setHeader(b"Connection", b"close")
-            request.write(body)
-            request.finish()
+            site.refuse(request, *refusal)
             return
         site.admit(request)
         dispatch(handler, request)

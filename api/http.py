@@ -52,24 +52,24 @@ class GatewayRequest(Request):
     sql_error = False
     #: Statements by kind, e.g. {"read": 1} (set by the app for /db requests).
     statement_kinds: dict[str, int] | None = None
+    #: Counted in the site's requests in flight (refused requests are not).
+    counted = False
 
     def process(self) -> None:
         site: Any = self.channel.site  # type: ignore[attr-defined]
         self.started = site.clock.seconds()
         refusal = site.admission(self.path)
         if refusal is not None:
-            self._refuse(*refusal)
+            site.refuse(self, *refusal)
             return
-        site.track(self)
+        site.admit(self)
         super().process()
 
-    def _refuse(self, message: str, close: bool = False) -> None:
-        """A 503 with Retry-After, answered at once without running anything."""
-        self.setHeader(b"Retry-After", b"1")
-        if close:
-            self.setHeader(b"Connection", b"close")
-        self.write(json_error(self, 503, message))
-        self.finish()
+    def connectionLost(self, reason: Any) -> None:
+        site = getattr(self, "site", None)  # (set by process(); the channel goes away here)
+        super().connectionLost(reason)
+        if site is not None:
+            site.request_abandoned(self)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._body_bytes += len(data)
@@ -189,9 +189,8 @@ class GatewaySite(Site):
         return super().buildProtocol(addr)
 
     def log(self, request: Any) -> None:
-        """Called by Twisted when a request is finished: hand it to the recorder."""
-        if self.on_finished is not None:
-            self.on_finished(request)
+        """Called by Twisted when one of its requests is finished."""
+        self.request_finished(request)
 
     def admission(self, path: bytes) -> tuple[str, bool] | None:
         """None when a request may start now, else the message of its 503 and whether the
@@ -205,29 +204,27 @@ class GatewaySite(Site):
             )
         return None
 
-    def track(self, request: GatewayRequest) -> None:
-        """Count a twisted.web request in flight until it is finished or its client goes
-        away."""
-        self.in_flight += 1
-        request.notifyFinish().addBoth(self._untrack)
+    def refuse(self, request: Any, message: str, close: bool) -> None:
+        """Answer a request :meth:`admission` turned away: a 503 with Retry-After, at once,
+        without running anything (either kind of request)."""
+        request.setHeader(b"Retry-After", b"1")
+        if close:
+            request.setHeader(b"Connection", b"close")
+        request.write(json_error(request, 503, message))
+        request.finish()
 
-    def _untrack(self, _: object) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            waiting, self._idle = self._idle, []
-            for d in waiting:
-                d.callback(None)
-
-    # The fast channel's requests (api.fastpath.FastRequest) are counted with these.
+    # Requests in flight, of either kind (GatewayRequest, api.fastpath.FastRequest).
 
     def admit(self, request: Any) -> None:
+        """Count a request in flight until it is finished or its client goes away."""
         self.in_flight += 1
         request.counted = True
 
     def request_finished(self, request: Any) -> None:
+        """The answer is written: the request leaves the count, and the recorder has it."""
         if request.counted:
             request.counted = False
-            self._untrack(None)
+            self._release()
         if self.on_finished is not None:
             self.on_finished(request)
 
@@ -236,7 +233,14 @@ class GatewaySite(Site):
         twisted.web)."""
         if request.counted:
             request.counted = False
-            self._untrack(None)
+            self._release()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(None)
 
     def wait_idle(self) -> Deferred[None]:
         """Fires when no request is in flight."""

@@ -163,6 +163,21 @@ class ParamsMismatch(GatewayError):
     status = 400
 
 
+def params_mismatch(detail: object, server: str) -> ParamsMismatch:
+    """The 400 for PARAMS the driver could not put into the SQL's placeholders."""
+    return ParamsMismatch(
+        f"PARAMS do not match the placeholders in SQL ({detail}); placeholders are %s or "
+        "%(name)s, a literal % is written %%",
+        server=server,
+    )
+
+
+def sql_error(e: BaseException, errno: int) -> SQLError:
+    """The answer's SQL error for a driver exception carrying a server error number."""
+    args: tuple[Any, ...] = tuple(getattr(e, "args", ()))
+    return SQLError(errno, str(args[1]) if len(args) > 1 else str(e))
+
+
 class Backend(Protocol):
     """What the executor needs from a backend."""
 
@@ -746,11 +761,7 @@ class MySQLBackend:
                 raise
             except MySQLdb.ProgrammingError as e:
                 if _mysql_errno(e) is None:  # raised by the driver's % formatting
-                    raise ParamsMismatch(
-                        f"PARAMS do not match the placeholders in SQL ({e.args[0]}); "
-                        "placeholders are %s or %(name)s, a literal % is written %%",
-                        server=self.name,
-                    ) from None
+                    raise params_mismatch(e.args[0], self.name) from None
                 raise
             while True:
                 if cursor.description is not None and run_sink_wanted(run, answer):
@@ -775,7 +786,7 @@ class MySQLBackend:
             errno = _mysql_errno(e)
             if errno is None or errno >= 2000:
                 raise
-            answer.error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
+            answer.error = sql_error(e, errno)
         finally:
             if not cut:
                 try:
@@ -827,7 +838,7 @@ class MySQLBackend:
                     break
         except MySQLdb.Error as e:
             errno = _mysql_errno(e) or 2013
-            error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
+            error = sql_error(e, errno)
             if run.killed:
                 error = SQLError(errno, f"statement time limit reached ({error.message})")
             conn._dbslayer_discard = True

@@ -41,11 +41,13 @@ from gateway.backends import (
     Run,
     Slot,
     _mysql_errno,
+    params_mismatch,
+    sql_error,
     timed_out,
 )
 from gateway.classify import classify
 from gateway.request import Request
-from gateway.results import Answer, SQLError, Update, result_set
+from gateway.results import Answer, Update, result_set
 from gateway.wire import COMPLETE, UNSUPPORTED, response_state
 
 log = Logger()
@@ -168,13 +170,7 @@ class ReactorLane:
         except (MySQLdb.ProgrammingError, TypeError, ValueError, KeyError) as e:
             # (given back on the next turn: a queue of such requests must not recurse)
             self.reactor.callLater(0, self.pool.give_back, slot)
-            d.errback(
-                ParamsMismatch(
-                    f"PARAMS do not match the placeholders in SQL ({e}); placeholders are %s "
-                    "or %(name)s, a literal % is written %%",
-                    server=self.name,
-                )
-            )
+            d.errback(params_mismatch(e, self.name))
             return
         except UnicodeEncodeError as e:
             self.reactor.callLater(0, self.pool.give_back, slot)
@@ -255,7 +251,7 @@ class ReactorLane:
                 else:
                     d.errback(self.backend._connection_error(e, errno, not_sent=False))
                 return
-            answer.error = SQLError(errno, str(e.args[1]) if len(e.args) > 1 else str(e))
+            answer.error = sql_error(e, errno)
         now = time.monotonic()
         slot.last_used = now
         self.reads += 1
@@ -297,15 +293,19 @@ class ReactorLane:
     def lost(self, slot: Slot) -> None:
         """The reactor gave up on the socket: fail the request waiting on it, if any."""
         lane = slot.lane
-        pending = lane.pending if lane is not None else None
+        if lane is not None and lane.pending is not None:
+            self._fail_lost(slot, lane.pending[2], "the connection's socket failed")
+        else:
+            self.drop(slot)
+
+    def _fail_lost(self, slot: Slot, d: Deferred[Answer], reason: str) -> None:
+        """Drop the slot's connection, give the slot back, and fail ``d`` as a connection lost
+        while the statement ran (it may or may not have been applied)."""
         self.drop(slot)
-        if pending is not None:
-            self.pool.give_back(slot)
-            pending[2].errback(
-                self.backend._connection_error(
-                    RuntimeError(2013, "the connection's socket failed"), 2013, not_sent=False
-                )
-            )
+        self.pool.give_back(slot)
+        d.errback(
+            self.backend._connection_error(RuntimeError(2013, reason), 2013, not_sent=False)
+        )
 
     def drop(self, slot: Slot) -> None:
         """Close the slot's connection (broken, closed by the server, or overdue)."""
@@ -339,17 +339,8 @@ class ReactorLane:
             lane = slot.lane
             if lane is None or lane.pending is None:
                 continue
-            request, run, d, sent = lane.pending
-            if now - sent < self.read_timeout:
-                continue
-            self.drop(slot)
-            self.pool.give_back(slot)
-            d.errback(
-                self.backend._connection_error(
-                    RuntimeError(2013, f"no answer within {self.read_timeout:g} s"),
-                    2013,
-                    not_sent=False,
-                )
-            )
+            _, _, d, sent = lane.pending
+            if now - sent >= self.read_timeout:
+                self._fail_lost(slot, d, f"no answer within {self.read_timeout:g} s")
         if self.busy:
             self._watchdog = self.reactor.callLater(1.0, self._check_overdue)
