@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast, overload
 
-from gateway.classify import is_read_only
+from gateway.sql import read_sql
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -335,7 +335,7 @@ def build_query(
         request["CACHE"] = cache
     if rollback_on_error:
         request["ROLLBACK_ON_ERROR"] = True
-    return _dumps(request), is_read_only(sql)
+    return _dumps(request), read_sql(sql).read
 
 
 def decode_answer(status: int, headers: Mapping[str, str], body: bytes) -> Results:

@@ -44,8 +44,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.classify import is_deterministic, is_read_only
 from gateway.results import Answer, Result, ResultSet, SQLError, Update
+from gateway.sql import SQLFacts, read_sql
 
 __all__ = [
     "KEY_PREFIX",
@@ -88,15 +88,18 @@ class CacheUnavailable(Exception):
 # ------------------------------------------------------------------ decisions
 
 
-def cacheable(sql: str | None, *, has_info_flags: bool) -> str | None:
-    """None when the request may be cached; else the reason it may not."""
+def cacheable(sql: str | SQLFacts | None, *, has_info_flags: bool) -> str | None:
+    """None when the request may be cached; else the reason it may not. Only a deterministic
+    read is cached: ``sql`` is the SQL text or the facts :func:`gateway.sql.read_sql` read
+    from it (the request's own, when the caller has them)."""
     if has_info_flags:
         return "asks for info flags (they describe the live server)"
-    if sql is None or not sql.strip():
+    facts = read_sql(sql) if isinstance(sql, str) else sql
+    if facts is None or not facts.statements:
         return "no SQL"
-    if not is_read_only(sql):
+    if not facts.read:
         return "not read-only"
-    if not is_deterministic(sql):
+    if not facts.deterministic:
         return "uses a non-deterministic function or a variable"
     return None
 

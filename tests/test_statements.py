@@ -1,10 +1,18 @@
-"""Unit tests for gateway.statements: splitting multi-statement SQL, placeholder rewriting."""
+"""Unit tests for statement splitting (gateway.sql.read_sql(...).statements), placeholder
+rewriting (gateway.sql.to_qmark) and the thin gateway.statements wrappers."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.statements import split_statements, to_qmark
+from gateway import statements as wrappers
+from gateway.sql import read_sql, to_qmark
+
+
+def split_statements(sql: str, dialect: str = "mysql") -> list[str]:
+    """The statements read_sql finds, as a list."""
+    return list(read_sql(sql, dialect).statements)
+
 
 # ------------------------------------------------------------------ split_statements
 
@@ -86,9 +94,27 @@ def test_split_respects_quotes(sql: str, expected: list[str]) -> None:
     assert split_statements(sql) == expected
 
 
-def test_split_unterminated_quote_swallows_rest() -> None:
-    """An unterminated string runs to the end of the text (the server reports the error)."""
-    assert split_statements("SELECT 'abc; SELECT 2") == ["SELECT 'abc; SELECT 2"]
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'abc; SELECT 2",
+        'SELECT "abc; SELECT 2',
+        "SELECT `abc; SELECT 2",
+        "SELECT `a\x00b`; SELECT 2",
+        "SELECT 1 /* open; SELECT 2",
+        "SELECT x'4;1'; SELECT 2",
+        "/*! SELECT 1; SELECT 2 */",
+        "/*! SELECT 1; SELECT 2",
+        "SELECT 1 -- \x00; SELECT 2",
+    ],
+)
+def test_split_stops_where_the_server_refuses(sql: str) -> None:
+    """Where the server cannot lex on (an unterminated string, name or comment, a bad hex
+    literal, a ';' inside an executable comment, a NUL in code), it stops with an error: the
+    rest of the text is one statement, a write."""
+    facts = read_sql(sql)
+    assert facts.statements == (sql,)
+    assert facts.kinds == ("write",) and facts.session
 
 
 @pytest.mark.parametrize(
@@ -132,27 +158,43 @@ def test_split_respects_comments(sql: str, expected: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("sql", "expected"),
+    ("sql", "mysql", "sqlite"),
     [
-        pytest.param("-- only a comment", [], id="dash-only"),
-        pytest.param("# only; a comment", [], id="hash-only"),
-        pytest.param("/* only; a comment */", [], id="block-only"),
-        pytest.param("SELECT 1; -- trailing note", ["SELECT 1"], id="trailing-comment-statement"),
+        pytest.param("-- only a comment", ["-- only a comment"], [], id="dash-only"),
+        pytest.param("# only; a comment", ["# only; a comment"], None, id="hash-only"),
+        pytest.param("/* only; a comment */", ["/* only; a comment */"], [], id="block-only"),
+        pytest.param(
+            "SELECT 1; -- trailing note",
+            ["SELECT 1", "-- trailing note"],
+            ["SELECT 1"],
+            id="trailing-comment-statement",
+        ),
         pytest.param(
             "SELECT 1; /* a */ ; -- b;\n ; SELECT 2;",
+            ["SELECT 1", "/* a */", "-- b;", "SELECT 2"],
             ["SELECT 1", "SELECT 2"],
             id="comment-only-between",
         ),
         pytest.param(
             "/* lead */ SELECT 1; SELECT 2 -- tail",
             ["/* lead */ SELECT 1", "SELECT 2 -- tail"],
+            ["/* lead */ SELECT 1", "SELECT 2 -- tail"],
             id="comments-kept-with-code",
+        ),
+        pytest.param(
+            "SELECT 1; /*!99999 DELETE FROM t */",
+            ["SELECT 1", "/*!99999 DELETE FROM t */"],
+            None,
+            id="skipped-executable-comment",
         ),
     ],
 )
-def test_split_drops_comment_only_statements(sql: str, expected: list[str]) -> None:
-    """Pieces holding only comments and whitespace are dropped; comments next to code stay."""
-    assert split_statements(sql) == expected
+def test_comment_only_statements(sql: str, mysql: list[str], sqlite: list[str] | None) -> None:
+    """MariaDB answers a statement of comments only with an empty OK, so in the mysql dialect
+    it is a statement; SQLite runs nothing for it, so there it is dropped."""
+    assert split_statements(sql) == mysql
+    if sqlite is not None:
+        assert split_statements(sql, "sqlite") == sqlite
 
 
 def test_split_keeps_inner_whitespace() -> None:
@@ -229,3 +271,115 @@ def test_to_qmark_preserves_everything_else() -> None:
 def test_split_sqlite_dialect(sql: str, expected: list[str]) -> None:
     """In SQLite a backslash does not escape a quote, # is no comment and [x] quotes a name."""
     assert split_statements(sql, "sqlite") == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        pytest.param(
+            "SELECT 1 --\u00a0x\n;INSERT INTO t VALUES(1)",
+            ["SELECT 1 --\u00a0x", "INSERT INTO t VALUES(1)"],
+            id="dashes-then-nbsp-is-code",
+        ),
+        pytest.param(
+            "SELECT 1 --\u3000; DELETE FROM t",
+            ["SELECT 1 --\u3000", "DELETE FROM t"],
+            id="ideographic-space",
+        ),
+        pytest.param(
+            "SELECT 1 --x; SELECT 2", ["SELECT 1 --x", "SELECT 2"], id="dashes-then-letter"
+        ),
+        pytest.param("SELECT 1--1; SELECT 2", ["SELECT 1--1", "SELECT 2"], id="minus-minus-one"),
+        pytest.param("SELECT 1 --\t; SELECT 2", ["SELECT 1 --\t; SELECT 2"], id="dashes-then-tab"),
+        pytest.param(
+            "SELECT 1 --\x01; SELECT 2", ["SELECT 1 --\x01; SELECT 2"], id="dashes-then-control"
+        ),
+        pytest.param("SELECT 1 --", ["SELECT 1 --"], id="dashes-at-end"),
+        pytest.param(
+            "SELECT 1 # c\u2028; SELECT 2\n; SELECT 3",
+            ["SELECT 1 # c\u2028; SELECT 2", "SELECT 3"],
+            id="hash-ends-only-at-lf",
+        ),
+        pytest.param(
+            "SELECT 1 -- c\u0085; SELECT 2\r; SELECT 3",
+            ["SELECT 1 -- c\u0085; SELECT 2\r; SELECT 3"],
+            id="dash-ends-only-at-lf",
+        ),
+        pytest.param(
+            "SELECT 1 AS a\uff1bSELECT 2", ["SELECT 1 AS a\uff1bSELECT 2"], id="fullwidth-semicolon"
+        ),
+        pytest.param(
+            "\u00a0SELECT 1;\u00a0", ["\u00a0SELECT 1", "\u00a0"], id="nbsp-is-not-stripped"
+        ),
+        pytest.param("\x0bSELECT 1\x0c;\x0b", ["SELECT 1"], id="vt-ff-are-whitespace"),
+        pytest.param(
+            "SELECT 1 /*!99999 ; SELECT 2 */",
+            ["SELECT 1 /*!99999 ; SELECT 2 */"],
+            id="skipped-exec",
+        ),
+        pytest.param(
+            "SELECT 1 /*!99999 /* x; */ ; */; SELECT 2",
+            ["SELECT 1 /*!99999 /* x; */ ; */", "SELECT 2"],
+            id="skipped-exec-nests-one-comment",
+        ),
+        pytest.param(
+            "SELECT 1 /*!99999 /*/ x; */ , 2 */ , 3; SELECT 4",
+            ["SELECT 1 /*!99999 /*/ x; */ , 2 */ , 3", "SELECT 4"],
+            id="skipped-exec-nested-opener-first",
+        ),
+        pytest.param(
+            "SELECT /*! 'a */ ;' */; SELECT 2",
+            ["SELECT /*! 'a */ ;' */", "SELECT 2"],
+            id="string-inside-exec-code",
+        ),
+        pytest.param(
+            "SELECT 'a\\\\'; SELECT 2", ["SELECT 'a\\\\'", "SELECT 2"], id="escaped-backslash"
+        ),
+        pytest.param(
+            "SELECT @'a;b', @`c;d`, @\"e;f\"; SELECT 2",
+            ["SELECT @'a;b', @`c;d`, @\"e;f\"", "SELECT 2"],
+            id="quoted-variables",
+        ),
+        pytest.param(
+            "SELECT N'a;b', _utf8mb4'c;d', X'41', B'1'; SELECT 2",
+            ["SELECT N'a;b', _utf8mb4'c;d', X'41', B'1'", "SELECT 2"],
+            id="introducers",
+        ),
+    ],
+)
+def test_split_like_mariadb(sql: str, expected: list[str]) -> None:
+    """Boundaries as MariaDB's lexer draws them: ASCII whitespace only, '--' a comment only
+    before an ASCII space or control character, line comments end at LF, executable comments."""
+    assert split_statements(sql) == expected
+
+
+def test_split_sqlite_trigger_body() -> None:
+    """The ';' inside CREATE TRIGGER ... BEGIN ... END does not end the statement."""
+    sql = (
+        "CREATE TABLE a (x); CREATE TEMP TRIGGER tr AFTER INSERT ON a BEGIN "
+        "INSERT INTO b VALUES (1); UPDATE b SET y = 2; END; SELECT 1"
+    )
+    assert split_statements(sql, "sqlite") == [
+        "CREATE TABLE a (x)",
+        "CREATE TEMP TRIGGER tr AFTER INSERT ON a BEGIN INSERT INTO b VALUES (1); "
+        "UPDATE b SET y = 2; END",
+        "SELECT 1",
+    ]
+    assert split_statements("SELECT 1 /* open", "sqlite") == ["SELECT 1 /* open"]
+    assert split_statements("SELECT\x0b1; SELECT 2", "sqlite") == ["SELECT\x0b1", "SELECT 2"]
+
+
+def test_to_qmark_sqlite() -> None:
+    """In SQLite text, backslashes do not escape and [names] are quoted."""
+    assert to_qmark("SELECT 'a\\', %s, [%s]", "sqlite") == "SELECT 'a\\', ?, [%s]"
+    assert to_qmark("SELECT %(a)s # %s", "sqlite") == "SELECT :a # ?"
+
+
+def test_statement_wrappers() -> None:
+    """gateway.statements still offers split_statements and to_qmark, wrapping gateway.sql."""
+    assert wrappers.split_statements("SELECT 1; SELECT 2") == ["SELECT 1", "SELECT 2"]
+    assert wrappers.split_statements("SELECT '\\'; SELECT 2", "sqlite") == [
+        "SELECT '\\'",
+        "SELECT 2",
+    ]
+    assert wrappers.to_qmark("SELECT %s", "sqlite") == "SELECT ?"
