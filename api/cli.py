@@ -1,4 +1,5 @@
-"""The ``dbslayer`` command: ``dbslayer serve [options]`` (see ``dbslayer serve --help``)."""
+"""The ``dbslayer`` command: ``dbslayer serve [options]`` (see ``dbslayer serve --help``),
+``dbslayer users ...`` and ``dbslayer grants ...``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ commands:
   serve     run the gateway (dbslayer serve --help lists its options)
   users     manage users in Redis: add, list, disable, enable, remove, rotate
             (dbslayer users add NAME --role read|write|admin [--servers a,b] [--redis URL])
+  grants    print the SQL that creates each MySQL backend's read-only account (SELECT and
+            SHOW VIEW), for the read role: takes the backend options of serve
+            (dbslayer grants --backend DSN [--read-user NAME] [--host HOST] | mariadb -uroot)
 """
 
 
@@ -28,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from api.users_cli import main as users_main
 
         return users_main(rest)
+    if command == "grants":
+        from api.grants import main as grants_main
+
+        return grants_main(rest)
     print(f"dbslayer: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

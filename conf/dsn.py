@@ -1,7 +1,9 @@
 """Backend DSN parsing: ``mysql://``, ``mariadb://`` and ``sqlite:///`` URLs.
 
 MySQL form: ``mysql://user:password@host:port/database?name=N&role=R&weight=W``
-``&unix_socket=/path&charset=utf8mb4``; every part is optional.  Everything up
+``&unix_socket=/path&charset=utf8mb4&read_user=U&read_password=P``; every part
+is optional.  ``read_user`` and ``read_password`` name the backend's read account,
+the one read-role requests run on (``dbslayer grants`` prints the SQL creating it).  Everything up
 to the *last* ``@`` is the user and password, so a ``@`` after the host (e.g.
 in a query value) must be written ``%40``; user, password, database and query
 values are percent-decoded.  A backend without ``?name=`` is named
@@ -9,17 +11,23 @@ values are percent-decoded.  A backend without ``?name=`` is named
 
 SQLite form (SQLAlchemy convention): ``sqlite:///relative/path.db`` or
 ``sqlite:////absolute/path.db``, with an optional ``?name=``.
+
+In TOML a ``backends`` entry may also be a table, ``{dsn = "mysql://...",
+read_user = "U", read_password = "P"}``, so the read password need not be
+percent-encoded; :func:`dsn_from_table` turns it into the DSN form.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from collections.abc import Mapping
+from urllib.parse import quote, unquote
 
 from conf.settings import BackendSpec, SettingError, mask_password
 
 SCHEMES = {"mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite"}
-MYSQL_KEYS = ("name", "role", "weight", "unix_socket", "charset")
+MYSQL_KEYS = ("name", "role", "weight", "unix_socket", "charset", "read_user", "read_password")
+TABLE_KEYS = ("dsn", "read_user", "read_password")
 SQLITE_KEYS = ("name",)
 
 
@@ -67,19 +75,36 @@ def _parse(text: str, index: int) -> BackendSpec:
     socket = params.get("unix_socket")
     if socket == "":
         raise _DsnError("unix_socket must be a path")
+    user = unquote(user)
+    read_user, read_password = _read_account(params, user)
     return BackendSpec(
         name=_name(params, index),
         driver="mysql",
         host=host,
         port=port,
-        user=unquote(user),
+        user=user,
         password=unquote(password),
         database=database,
         unix_socket=socket or "",
         role=role,
         weight=int(weight),
         charset=charset,
+        read_user=read_user,
+        read_password=read_password,
     )
+
+
+def _read_account(params: dict[str, str], user: str) -> tuple[str, str]:
+    read_user = params.get("read_user")
+    if read_user is None:
+        if "read_password" in params:
+            raise _DsnError("read_password needs read_user, the read account it belongs to")
+        return "", ""
+    if not read_user:
+        raise _DsnError("read_user must not be empty")
+    if read_user == user:
+        raise _DsnError("read_user must be another account than the DSN's user")
+    return read_user, params.get("read_password", "")
 
 
 def _parse_sqlite(rest: str, index: int) -> BackendSpec:
@@ -126,6 +151,40 @@ def _parse_query(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
             raise _DsnError(f"query key {key!r} given twice")
         params[key] = unquote(value)
     return params
+
+
+def dsn_from_table(table: Mapping[str, object], index: int) -> str:
+    """The DSN of a TOML backend table ``{dsn = "...", read_user = "...", read_password = "..."}``.
+
+    ``read_user`` and ``read_password`` are added to the DSN's query, percent-encoded;
+    ``parse_dsn`` checks the result like any other DSN.  Raise SettingError (no value
+    echoed) when the table is not of that form.
+    """
+    where = f"backends entry {index} (a table)"
+    unknown = [key for key in table if key not in TABLE_KEYS]
+    if unknown:
+        raise SettingError(
+            "backends", f"{where} has unknown key {unknown[0]!r} (known: {', '.join(TABLE_KEYS)})"
+        )
+    dsn = table.get("dsn")
+    if not isinstance(dsn, str) or not dsn.strip():
+        raise SettingError("backends", f'{where} needs dsn = "mysql://user:password@host/db"')
+    extra = []
+    for key in ("read_user", "read_password"):
+        value = table.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise SettingError("backends", f"{where}: {key} must be a string")
+        extra.append(f"{key}={quote(value, safe='')}")
+    if not extra:
+        return dsn
+    _, has_query, query = dsn.rpartition("@")[2].partition("?")
+    if not has_query:
+        separator = "?"
+    else:
+        separator = "" if not query or query.endswith("&") else "&"
+    return dsn + separator + "&".join(extra)
 
 
 def _name(params: dict[str, str], index: int) -> str:

@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from conf.dsn import dsn_from_table
 from conf.settings import (
     SECTIONS,
     BackendSpec,
@@ -59,9 +60,20 @@ def build_parser(prog: str = "dbslayer serve") -> argparse.ArgumentParser:
     return parser
 
 
-def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    """Parse ``argv`` and ``environ`` into validated Settings (exits 2 on argparse errors)."""
-    args = vars(build_parser().parse_args(list(argv)))
+def load_settings(
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    prog: str = "dbslayer serve",
+    require_read_accounts: bool = True,
+) -> Settings:
+    """Parse ``argv`` and ``environ`` into validated Settings (exits 2 on argparse errors).
+
+    ``prog`` names the command in argparse's messages; ``require_read_accounts=False``
+    skips the check that, with auth on, every MySQL backend has a read account
+    (``dbslayer grants`` loads the backends to create those accounts).
+    """
+    args = vars(build_parser(prog).parse_args(list(argv)))
     metas = {name: meta for name, meta, _ in iter_settings()}
     values: dict[str, Any] = {"demo_database": default_demo_database(environ)}
     sources: dict[str, str] = {name: DEFAULT_SOURCE for name in metas}
@@ -71,8 +83,16 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         config, config_source = environ.get(CONFIG_ENV) or None, CONFIG_ENV
     if config is not None:
         for name, value in _read_toml(config, config_source, metas).items():
-            values[name] = metas[name].from_toml(value)
             sources[name] = f"{config} [{metas[name].section}] {metas[name].key or name}"
+            if name == "backends" and isinstance(value, list):
+                try:
+                    value = [
+                        dsn_from_table(item, index) if isinstance(item, dict) else item
+                        for index, item in enumerate(value)
+                    ]
+                except SettingError as err:
+                    raise err.with_source(sources[name]) from None
+            values[name] = metas[name].from_toml(value)
     for name, meta in metas.items():
         text = environ.get(env_var(name), "")
         if text:
@@ -84,7 +104,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
 
     try:
         settings = Settings(**values)
-        settings.resolve_backends()
+        settings.resolve_backends(require_read_accounts=require_read_accounts)
     except SettingError as err:
         raise err.with_source(_describe_source(err, sources)) from None
     return settings

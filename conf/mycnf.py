@@ -6,9 +6,12 @@ lines, ``#`` comments after a value, single- or double-quoted values, the
 escapes ``\\b \\t \\n \\r \\s \\\\ \\" \\'``, and ``!include FILE`` /
 ``!includedir DIR`` (``*.cnf`` files, sorted) relative to the including file.
 Option names may use ``-`` or ``_``.  For each group the options ``host``,
-``port``, ``user``, ``password``, ``database`` (or ``db``), ``socket`` and
-``default-character-set`` are read; ``[client]`` values are defaults for every
-group; other options are ignored (option files carry many client options).
+``port``, ``user``, ``password``, ``database`` (or ``db``), ``socket``,
+``default-character-set`` and the gateway's own ``read-user`` and ``read-password``
+(the backend's read account) are read; ``[client]`` values are defaults for every
+group; other options are ignored (option files carry many client options).  Put
+``read-user`` and ``read-password`` in the backend's group, not in ``[client]``:
+the ``mariadb``/``mysql`` client programs refuse options they do not know there.
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ def _spec(group: str, values: dict[str, str], path: str) -> BackendSpec:
     port = values.get("port", "3306")
     if not re.fullmatch(r"\d+", port) or not 1 <= int(port) <= 65535:
         raise _error(f"[{group}] port must be an integer from 1 to 65535, got {port!r} in {path}")
+    user, read_user = values.get("user", ""), values.get("read_user")
+    if read_user is None and "read_password" in values:
+        raise _error(f"[{group}] read-password needs read-user, the read account, in {path}")
+    if read_user == "":
+        raise _error(f"[{group}] read-user must not be empty in {path}")
+    if read_user is not None and read_user == user:
+        raise _error(f"[{group}] read-user must be another account than user in {path}")
     return BackendSpec(
         name=group,
         driver="mysql",
@@ -58,6 +68,8 @@ def _spec(group: str, values: dict[str, str], path: str) -> BackendSpec:
         database=values.get("database", ""),
         unix_socket=values.get("socket", ""),
         charset=values.get("charset") or "utf8mb4",
+        read_user=read_user or "",
+        read_password=values.get("read_password", "") if read_user else "",
     )
 
 

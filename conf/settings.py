@@ -50,7 +50,9 @@ class SettingError(Exception):
 
 
 _CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:]*):(.*)@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|pass)=)[^&]*")
+# Any query key that looks like a password (password, read_password, passwd, pwd, a misspelt
+# pasword...): its value is masked whether or not the key is one the DSN parser accepts.
+_QUERY_SECRET = re.compile(r"(?i)([?&][^=&]*(?:pas|pw|secret)[^=&]*=)[^&]*")
 
 
 def mask_password(dsn: str) -> str:
@@ -200,9 +202,18 @@ class BackendSpec:
     weight: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     path: str = ""
     charset: str = "utf8mb4"
+    #: The second account that read-role requests run on (SELECT and SHOW VIEW grants only);
+    #: empty = none. Its password, like the main one, is never shown.
+    read_user: str = ""
+    read_password: str = attrs.field(default="", repr=False)
+
+    @property
+    def has_read_account(self) -> bool:
+        """True when a read account (``read_user``) is configured for this backend."""
+        return bool(self.read_user)
 
     def display(self) -> str:
-        """A DSN-like string without the password, for logs; ``parse_dsn`` reads it back."""
+        """A DSN-like string without either password, for logs; ``parse_dsn`` reads it back."""
         from urllib.parse import quote
 
         query: list[tuple[str, str]] = []
@@ -225,6 +236,8 @@ class BackendSpec:
                 query.append(("weight", str(self.weight)))
             if self.charset != "utf8mb4":
                 query.append(("charset", self.charset))
+            if self.read_user:
+                query.append(("read_user", self.read_user))
         query.insert(0, ("name", self.name))
         return location + "?" + "&".join(f"{k}={quote(v, safe='/:')}" for k, v in query)
 
@@ -516,6 +529,14 @@ class Settings:
         "with auth on, /stats* and /metrics need an admin user too",
         kind="bool",
     )
+    read_on_shared_account: bool = _setting(
+        False,
+        "auth",
+        "--read-on-shared-account",
+        "with auth on, accept MySQL backends without a read account (read_user): their "
+        "read-role requests run on the main account, so read-only rests on the gateway alone",
+        kind="bool",
+    )
     cache_default_ttl: int = _setting(
         0,
         "cache",
@@ -583,11 +604,16 @@ class Settings:
                 related=("pool_max",),
             )
 
-    def resolve_backends(self) -> tuple[str, tuple[BackendSpec, ...]]:
+    def resolve_backends(
+        self, *, require_read_accounts: bool = True
+    ) -> tuple[str, tuple[BackendSpec, ...]]:
         """Return ``(mode, specs)``: the effective mode and every configured backend.
 
         Specs come from ``backends`` DSNs, then from the ``servers`` or ``named``
         groups of ``mysql_config``.  Empty specs means no backend is configured.
+        With ``auth`` on, every MySQL backend must have a read account unless
+        ``read_on_shared_account`` is set (``require_read_accounts=False`` skips
+        that check: ``dbslayer grants`` reads the backends to create the accounts).
         """
         from conf.dsn import parse_dsn  # imported here: conf.dsn imports this module
         from conf.mycnf import read_groups
@@ -616,7 +642,52 @@ class Settings:
                     related=(group_setting,) if group_setting else (),
                 )
             seen.add(spec.name)
-        return self._mode_for(specs), tuple(self._with_roles(specs))
+        mode = self._mode_for(specs)
+        if require_read_accounts and self.auth and not self.read_on_shared_account:
+            self._check_read_accounts(specs, len(self.backends), group_setting)
+        return mode, tuple(self._with_roles(specs))
+
+    def _check_read_accounts(
+        self, specs: list[BackendSpec], from_dsns: int, group_setting: str
+    ) -> None:
+        """With auth on, a MySQL backend without a read account is an explicit choice."""
+        lacking = [
+            (index < from_dsns, spec.name)
+            for index, spec in enumerate(specs)
+            if spec.driver == "mysql" and not spec.has_read_account
+        ]
+        if not lacking:
+            return
+        dsn_names = [name for is_dsn, name in lacking if is_dsn]
+        group_names = [name for is_dsn, name in lacking if not is_dsn]
+        names = dsn_names + group_names
+        one = len(names) == 1
+        head = (
+            f"backend {names[0]} has no read account"
+            if one
+            else f"backends {', '.join(names)} have no read account"
+        )
+        fixes = []
+        if dsn_names:
+            where = "its DSN" if one else f"the DSN of {', '.join(dsn_names)}"
+            fixes.append(f"read_user and read_password to {where}")
+        if group_names:
+            groups = ", ".join(f"[{name}]" for name in group_names)
+            where = f"its group {groups}" if one else f"group {groups}"
+            fixes.append(f"read-user and read-password to {where} of {self.mysql_config}")
+        setting = "backends" if dsn_names else group_setting
+        related = ["auth", "read_on_shared_account"]
+        if group_names:
+            related.append("mysql_config")
+            if dsn_names:
+                related.append(group_setting)
+        raise SettingError(
+            setting,
+            f"{head}: add {' and '.join(fixes)} (run 'dbslayer grants' with the same backend "
+            "options to create one), or start with --read-on-shared-account to accept that "
+            "read-role limits rest on the gateway alone",
+            related=tuple(related),
+        )
 
     def _mode_for(self, specs: list[BackendSpec]) -> str:
         has_roles = any(spec.role for spec in specs)

@@ -491,3 +491,259 @@ def test_read_timeout_must_outlast_statement_time() -> None:
     assert (
         load_settings(["--max-statement-time", "5", "--read-timeout", "20"], {}).read_timeout == 20
     )
+
+
+# --- read accounts -----------------------------------------------------------------
+
+READ_SECRET = "r3ad-s3cret"
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_dsn_read_account() -> None:
+    """read_user and read_password are DSN query keys, percent-decoded like the password."""
+    spec = parse_dsn(
+        f"mysql://app:pw@127.0.0.1:3306/shop?name=a&read_user=app_ro&read_password={READ_SECRET}"
+    )
+    assert (spec.read_user, spec.read_password, spec.has_read_account) == (
+        "app_ro",
+        READ_SECRET,
+        True,
+    )
+    encoded = parse_dsn("mysql://app@db/shop?read_user=r%20o%40x&read_password=p%40s%26s%3D%25w")
+    assert (encoded.read_user, encoded.read_password) == ("r o@x", "p@s&s=%w")
+    without = parse_dsn("mysql://app:pw@db/shop")
+    assert (without.read_user, without.read_password, without.has_read_account) == ("", "", False)
+    no_password = parse_dsn("mysql://app@db/shop?read_user=app_ro")
+    assert no_password.has_read_account and no_password.read_password == ""
+
+
+@pytest.mark.parametrize(
+    ("dsn", "problem"),
+    [
+        (f"mysql://app@db/shop?read_password={READ_SECRET}", "read_password needs read_user"),
+        (f"mysql://app@db/shop?read_user=&read_password={READ_SECRET}", "must not be empty"),
+        (f"mysql://app@db/shop?read_user=app&read_password={READ_SECRET}", "another account"),
+        (f"sqlite:///x.db?read_user=ro&read_password={READ_SECRET}", "unknown query key"),
+        (f"mysql://app@db/shop?read_user=ro&read_pasword={READ_SECRET}", "unknown query key"),
+        (f"mysql://app@db/shop?read_user=ro&read_password={READ_SECRET}&read_user=x", "twice"),
+    ],
+)
+def test_dsn_read_account_errors(dsn: str, problem: str) -> None:
+    """A bad read account is refused, and the message never shows the read password."""
+    with pytest.raises(SettingError) as info:
+        parse_dsn(dsn)
+    message = str(info.value)
+    assert message.startswith("bad setting backends: ") and problem in message
+    assert READ_SECRET not in message and "***" in message
+
+
+def test_unknown_dsn_key_is_named() -> None:
+    """An unknown DSN key is rejected naming it and listing the known ones."""
+    with pytest.raises(SettingError) as info:
+        parse_dsn("mysql://app@db/shop?read_usr=ro")
+    assert "unknown query key 'read_usr' (allowed: name, role, weight, unix_socket, charset, " in (
+        str(info.value)
+    )
+    assert "read_user, read_password)" in str(info.value)
+
+
+def test_read_password_never_shown() -> None:
+    """Neither repr, display() nor Settings' repr shows the read password; display shows the user."""
+    dsn = f"mysql://app:{SECRET}@db/shop?name=a&read_user=app_ro&read_password={READ_SECRET}"
+    settings = load_settings(["--backend", dsn], {})
+    (spec,) = settings.resolve_backends()[1]
+    assert spec.read_password == READ_SECRET
+    for text in (repr(spec), spec.display(), repr(settings)):
+        assert READ_SECRET not in text and SECRET not in text
+    assert spec.display() == "mysql://app@db:3306/shop?name=a&read_user=app_ro"
+    assert parse_dsn(spec.display()) == attrs.evolve(spec, password="", read_password="")
+
+
+def test_mask_password_masks_every_password_key() -> None:
+    """read_password, and keys that only look like a password, are masked in DSN text."""
+    from conf.settings import mask_password
+
+    masked = mask_password(
+        f"mysql://db/x?read_user=ro&read_password={READ_SECRET}&read_pasword={READ_SECRET}&pwd=1"
+    )
+    assert masked == "mysql://db/x?read_user=ro&read_password=***&read_pasword=***&pwd=***"
+
+
+def test_toml_backend_tables(tmp_path: Path) -> None:
+    """A backends entry may be a table {dsn, read_user, read_password}, inline or [[...]]."""
+    cfg = write(
+        tmp_path / "c.toml",
+        "[database]\nbackends = [\n"
+        '  "mysql://app@one/shop?name=a&read_user=ro1&read_password=x",\n'
+        f'  {{dsn = "mysql://app@two/shop?name=b", read_user = "ro2", read_password = "p&w@{READ_SECRET}"}},\n'
+        '  {dsn = "mysql://app@three/shop", read_user = "ro3"},\n'
+        '  {dsn = "mysql://app@four/shop?"},\n'
+        "]\n",
+    )
+    settings = load_settings(["--config", cfg], {})
+    a, b, c, d = settings.resolve_backends()[1]
+    assert (a.read_user, a.read_password) == ("ro1", "x")
+    assert (b.name, b.read_user, b.read_password) == ("b", "ro2", f"p&w@{READ_SECRET}")
+    assert (c.name, c.host, c.read_user, c.read_password) == ("db2", "three", "ro3", "")
+    assert (d.host, d.has_read_account) == ("four", False)
+    assert READ_SECRET not in repr(settings)
+    tables = write(
+        tmp_path / "t.toml",
+        "[[database.backends]]\n"
+        'dsn = "mysql://app:pw@10.0.0.5/shop?name=main"\n'
+        'read_user = "app_ro"\n'
+        f'read_password = "{READ_SECRET}"\n',
+    )
+    (spec,) = load_settings(["--config", tables], {}).resolve_backends()[1]
+    assert (spec.name, spec.password, spec.read_user, spec.read_password) == (
+        "main",
+        "pw",
+        "app_ro",
+        READ_SECRET,
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ('{dsn = "mysql://db/x", read_usr = "ro"}', "has unknown key 'read_usr' (known: dsn,"),
+        ('{read_user = "ro"}', 'needs dsn = "mysql://'),
+        (
+            f'{{dsn = "mysql://db/x", read_user = "ro", read_password = {len(READ_SECRET)}}}',
+            "string",
+        ),
+        (f'{{dsn = "mysql://db/x", read_password = "{READ_SECRET}"}}', "needs read_user"),
+        (
+            f'{{dsn = "sqlite:///x.db", read_user = "ro", read_password = "{READ_SECRET}"}}',
+            "unknown",
+        ),
+    ],
+)
+def test_toml_backend_table_errors(tmp_path: Path, entry: str, problem: str) -> None:
+    """A bad backend table names backends and the file, and never shows the read password."""
+    cfg = write(tmp_path / "c.toml", f"[database]\nbackends = [{entry}]\n")
+    message = error_of(["--config", cfg])
+    assert message.startswith("bad setting backends: ") and problem in message
+    assert f"(from {cfg} [database] backends)" in message and READ_SECRET not in message
+
+
+def test_option_file_read_account(tmp_path: Path) -> None:
+    """read-user and read-password (or read_user, read_password) are read from a group."""
+    path = write(
+        tmp_path / "my.cnf",
+        "[client]\nuser = app\n"
+        f'[a]\nhost = one\nread-user = app_ro\nread-password = "{READ_SECRET} x"\n'
+        "[b]\nread_user = other_ro\n"
+        "[c]\nhost = three\n",
+    )
+    a, b, c = read_groups(path, ["a", "b", "c"])
+    assert (a.read_user, a.read_password) == ("app_ro", f"{READ_SECRET} x")
+    assert (b.read_user, b.read_password) == ("other_ro", "")
+    assert not c.has_read_account
+    assert READ_SECRET not in repr(a) and READ_SECRET not in a.display()
+
+
+def test_option_file_read_account_errors(tmp_path: Path) -> None:
+    """read-password without read-user, or read-user = user, is refused without the password."""
+    path = write(
+        tmp_path / "my.cnf",
+        f"[a]\nread-password = {READ_SECRET}\n[b]\nuser = app\nread-user = app\n[c]\nread-user=\n",
+    )
+    for group, problem in [("a", "needs read-user"), ("b", "another account"), ("c", "empty")]:
+        with pytest.raises(SettingError) as info:
+            read_groups(path, [group])
+        assert problem in str(info.value) and READ_SECRET not in str(info.value)
+        assert str(info.value).startswith("bad setting mysql_config: ")
+
+
+def test_read_on_shared_account_setting(tmp_path: Path) -> None:
+    """read_on_shared_account: false by default; [auth], DBSLAYER_..., --read-on-shared-account."""
+    assert load_settings([], {}).read_on_shared_account is False
+    cfg = write(tmp_path / "c.toml", "[auth]\nread_on_shared_account = true\n")
+    assert load_settings(["--config", cfg], {}).read_on_shared_account is True
+    env = {"DBSLAYER_READ_ON_SHARED_ACCOUNT": "yes"}
+    assert load_settings([], env).read_on_shared_account is True
+    assert load_settings(["--read-on-shared-account"], {}).read_on_shared_account is True
+    assert "--read-on-shared-account" in build_parser().format_help()
+    assert "bad setting read_on_shared_account: must be true or false" in error_of(
+        ["--read-on-shared-account", "maybe"]
+    )
+
+
+AUTH = ["--auth", "--redis", REDIS]
+
+
+def test_auth_needs_read_accounts() -> None:
+    """With auth on, a MySQL backend without a read account stops start-up in one line."""
+    message = error_of([*AUTH, "--backend", f"mysql://app:{SECRET}@127.0.0.1/shop?name=a"])
+    assert message == (
+        "bad setting backends: backend a has no read account: add read_user and read_password "
+        "to its DSN (run 'dbslayer grants' with the same backend options to create one), or "
+        "start with --read-on-shared-account to accept that read-role limits rest on the "
+        "gateway alone (from --backend; auth from --auth; read_on_shared_account from the "
+        "default)"
+    )
+    assert "\n" not in message and SECRET not in message
+    several = error_of(
+        [*AUTH, "--backend", "mysql://app@one/shop?name=a", "--backend", "mysql://app@two/shop"]
+    )
+    assert several.startswith(
+        "bad setting backends: backends a, db1 have no read account: add read_user and "
+        "read_password to the DSN of a, db1 ("
+    )
+
+
+def test_auth_read_accounts_satisfied_or_waived(tmp_path: Path) -> None:
+    """Read accounts everywhere, SQLite backends, auth off or read_on_shared_account: no error."""
+    with_ro = "mysql://app@one/shop?name=a&read_user=ro&read_password=x"
+    sqlite = "sqlite:///demo.db?name=demo"
+    bare = "mysql://app@two/shop?name=b"
+    assert len(load_settings([*AUTH, "--backend", with_ro, "--backend", sqlite], {}).backends) == 2
+    assert load_settings(["--backend", bare], {}).backends == (bare,)
+    waived = load_settings([*AUTH, "--backend", bare, "--read-on-shared-account"], {})
+    assert waived.resolve_backends()[1][0].name == "b"
+    env = {"DBSLAYER_READ_ON_SHARED_ACCOUNT": "true"}
+    assert load_settings([*AUTH, "--backend", bare], env).read_on_shared_account
+    settings = Settings(auth=True, redis_url=REDIS, backends=(bare,))
+    with pytest.raises(SettingError, match="backend b has no read account"):
+        settings.resolve_backends()
+    assert settings.resolve_backends(require_read_accounts=False)[1][0].name == "b"
+    assert load_settings([*AUTH, "--backend", bare], {}, require_read_accounts=False).auth
+
+
+def test_auth_read_accounts_in_option_files(tmp_path: Path) -> None:
+    """A group without read-user names the group and file, and where servers came from."""
+    path = write(tmp_path / "my.cnf", "[a]\nuser=app\nread-user=app_ro\n[b]\nuser=app\n")
+    message = error_of([*AUTH, "--mysql-config", path, "--servers", "a:b"])
+    assert message.startswith(
+        f"bad setting servers: backend b has no read account: add read-user and read-password "
+        f"to its group [b] of {path} (run 'dbslayer grants'"
+    )
+    assert message.endswith(
+        "(from --servers; auth from --auth; read_on_shared_account from the default; "
+        "mysql_config from --mysql-config)"
+    )
+    mixed = error_of([*AUTH, "--mysql-config", path, "--servers", "b", "--backend", "mysql://x"])
+    assert mixed.startswith(
+        "bad setting backends: backends db0, b have no read account: add read_user and "
+        f"read_password to the DSN of db0 and read-user and read-password to group [b] of {path}"
+    )
+    assert load_settings([*AUTH, "--mysql-config", path, "--servers", "a"], {}).servers == "a"
+
+
+def test_serve_prints_the_read_account_error_as_one_line(tmp_path: Path) -> None:
+    """dbslayer serve stops with exit 2 and the one-line message, before anything starts."""
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve", *AUTH, "--backend", "mysql://app@db/x?name=a"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert run.returncode == 2 and run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "dbslayer: bad setting backends: backend a has no read account: add read_user"
+    )
