@@ -20,7 +20,6 @@ from api.render import CsvNotApplicable, render
 from api.stream import JsonStream
 from gateway.auth import CHALLENGE, AuthFailed
 from gateway.backends import GatewayError
-from gateway.classify import count_kinds
 from gateway.request import (
     Request,
     RequestError,
@@ -136,8 +135,7 @@ class GatewayApp:
         return body
 
     def _run(self, request: Any, parsed: Request) -> Deferred[Any]:
-        if parsed.sql is not None:
-            request.statement_kinds = count_kinds(parsed.sql)
+        request.dbslayer_request = parsed  # (its SQL is read by the executor, after auth)
         sink = None
         if (
             self.streaming

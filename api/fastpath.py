@@ -88,7 +88,8 @@ class FastRequest:
     counted = False
     error_message: str | None = None
     sql_error = False
-    statement_kinds: dict[str, int] | None = None
+    #: The parsed DBSlayer request (its SQL facts, once read, give the statement kinds).
+    dbslayer_request: Any = None
 
     def __init__(
         self,

@@ -50,8 +50,9 @@ class GatewayRequest(Request):
     error_message: str | None = None
     #: True when the answer carries an SQL error (HTTP 200, reference behaviour).
     sql_error = False
-    #: Statements by kind, e.g. {"read": 1} (set by the app for /db requests).
-    statement_kinds: dict[str, int] | None = None
+    #: The parsed DBSlayer request (set by the app for /db requests): the facts of its SQL,
+    #: read once after authentication, give the statements by kind for the statistics.
+    dbslayer_request: Any = None
     #: Counted in the site's requests in flight (refused requests are not).
     counted = False
 

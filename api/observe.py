@@ -73,7 +73,7 @@ class RequestRecorder:
             duration=now - started,
             error=getattr(request, "error_message", None),
             sql_error=getattr(request, "sql_error", False),
-            statements=getattr(request, "statement_kinds", None),
+            statements=_statement_kinds(request),
         )
         if self.access_log is not None:
             assert isinstance(line, str)
@@ -104,3 +104,11 @@ class RequestRecorder:
             f'{peer} - - [{stamp}] "{safe}" {status} {sent} {int(duration * 1_000_000)}\n'
         )
         self.access_log.flush()
+
+
+def _statement_kinds(request: Any) -> dict[str, int] | None:
+    """The request's statements by kind, from the facts the executor read (None when its SQL
+    was never read: refused before, or no SQL)."""
+    parsed = getattr(request, "dbslayer_request", None)
+    facts = None if parsed is None else parsed.facts
+    return None if facts is None else facts.kind_counts

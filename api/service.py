@@ -263,6 +263,7 @@ def make_service(
         health=health,
         cache=cache,
         max_rows=settings.max_rows,
+        connect_timeout=settings.connect_timeout,
     )
     stats.backend_info = executor.backend_info
 

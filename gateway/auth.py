@@ -161,9 +161,21 @@ class Authenticator:
             self.on_event(outcome)
 
 
-def authorize_statements(user: UserLike | None, read_only: bool) -> None:
+def authorize_statements(user: UserLike | None, read_only: bool, account: bool = False) -> None:
+    # ``read_only``: every statement is a read (or a plain USE, which the reset undoes).
     """A read user may run read statements only (the first of two checks; the database,
-    running the request read-only, is the second)."""
+    running the request on the backend's read account, is the second). Statements on
+    database accounts (SET PASSWORD, ALTER/RENAME/DROP USER, GRANT, REVOKE...) are for admin
+    users only: the gateway's own account needs no privilege to change its own password, so
+    without this a write user could lock the gateway out of its backend."""
+    if user is not None and account and user.role != "admin":
+        raise AuthFailed(
+            403,
+            f"user {user.name} has role {user.role}: statements on database accounts (SET "
+            "PASSWORD, CREATE/ALTER/RENAME/DROP USER, GRANT, REVOKE, roles), stored programs "
+            "that run them, and dynamic SQL that could hide them (PREPARE, EXECUTE IMMEDIATE) "
+            "need role admin",
+        )
     if user is not None and user.role == "read" and not read_only:
         raise AuthFailed(
             403,

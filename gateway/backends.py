@@ -16,8 +16,10 @@ Errors come out in three kinds:
 from __future__ import annotations
 
 import math
+import os
 import re
 import select
+import socket
 import sqlite3
 import time
 from base64 import b64encode
@@ -33,6 +35,15 @@ from conf.settings import BackendSpec
 from gateway.health import CheckResult
 from gateway.request import Request
 from gateway.results import Answer, SQLError, Update, result_set
+from gateway.session import (
+    SERVER_SESSION_STATE_CHANGED,
+    SERVER_STATUS_AUTOCOMMIT,
+    UNSET,
+    NativeSession,
+    session_changed,
+    setup_statement,
+    transaction_open,
+)
 from gateway.statements import split_statements, to_qmark
 
 T = TypeVar("T")
@@ -40,7 +51,15 @@ T = TypeVar("T")
 #: Client error codes meaning the server was never reached (nothing was sent).
 CONNECT_ERRNOS = frozenset({2002, 2003, 2005, 2026, 1040, 1045, 1049, 1129, 1130})
 #: Client error codes meaning the connection broke (a statement may have run).
-LOST_ERRNOS = frozenset({2006, 2013, 2014, 2055, 4031})
+LOST_ERRNOS = frozenset({2006, 2013, 2014, 2055})
+
+
+def is_client_errno(errno: int | None) -> bool:
+    """True for the client library's own error numbers (2000-2999: lost or refused
+    connections, protocol errors) and for an error without a number. Server errors (1000-1999,
+    3000 and up, MariaDB's 4000 and up) are SQL errors: part of the answer, the connection
+    kept, never retried."""
+    return errno is None or 2000 <= errno < 3000
 
 
 class GatewayError(Exception):
@@ -101,8 +120,9 @@ class StatementTimeout(GatewayError):
     status = 504
 
 
-#: Server errors meaning a statement was stopped by a time limit or KILL QUERY.
-TIMEOUT_ERRNOS = frozenset({1969, 3024, 1317, 1028})
+#: Server errors saying the server stopped a statement: its time limit (MariaDB 1969,
+#: MySQL 3024) or KILL QUERY (1317). (1028, a sort aborted, counts only after a KILL.)
+TIMEOUT_ERRNOS = frozenset({1969, 3024, 1317})
 
 
 #: Rows read (and written) per step of a streamed answer.
@@ -130,18 +150,39 @@ class Run:
     server's id for the connection running it (to kill the statement), and whether it was
     killed."""
 
-    __slots__ = ("limit", "read_only", "max_rows", "thread_id", "killed", "connection", "sink")
+    __slots__ = (
+        "limit",
+        "read_only",
+        "max_rows",
+        "thread_id",
+        "killed",
+        "connection",
+        "sink",
+        "fd",
+        "lane",
+        "lane_slot",
+    )
 
     def __init__(
-        self, limit: float | None = None, read_only: bool = False, max_rows: int | None = None
+        self,
+        limit: float | None = None,
+        read_only: bool = False,
+        max_rows: int | None = None,
     ) -> None:
         self.limit = limit
         #: Rows one result set may carry; past it the answer is cut and marked TRUNCATED.
         self.max_rows = max_rows
-        #: Run the request read-only, so the database refuses any write (read users).
+        #: A read-role request: it runs on the backend's read account where there is one, and
+        #: in a read-only session in any case, so the database refuses any write.
         self.read_only = read_only
         self.thread_id: int | None = None
+        #: True once a KILL QUERY for this run was answered by the server.
         self.killed = False
+        #: The socket of the connection running it in a pool thread (to abort a read that
+        #: hangs on a frozen server), and the reactor lane and slot where the lane runs it.
+        self.fd: int | None = None
+        self.lane: Any = None
+        self.lane_slot: Any = None
         #: Where a big single result set is streamed as its rows are read (None: no streaming).
         self.sink: RowSink | None = None
         self.connection: Any = None
@@ -192,6 +233,8 @@ class Backend(Protocol):
     def kill(self, run: Run) -> Deferred[None]: ...
 
     def probe(self) -> Deferred[CheckResult]: ...
+
+    def abort(self, run: Run) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -483,21 +526,28 @@ def _mysql_is_broken(e: BaseException) -> bool:
     import MySQLdb
 
     if isinstance(e, MySQLdb.Error):
-        errno = _mysql_errno(e)
-        return errno is None or errno in LOST_ERRNOS or errno >= 2000
+        return is_client_errno(_mysql_errno(e))
     if isinstance(e, ConnectionLost):
         return True
     return not isinstance(e, GatewayError)
 
 
-def timed_out(run: Run, answer: Answer, elapsed: float) -> bool:
-    """Was the request stopped by its time limit? (A streamed answer ends with its own
-    error instead.)"""
-    return not answer.streamed and (
-        run.killed
-        or (run.limit is not None and elapsed >= run.limit)
-        or (answer.error is not None and answer.error.errno in (1969, 3024))
-    )
+def timed_out(run: Run, answer: Answer) -> bool:
+    """Did the server stop the request's statement (its time limit, or a KILL QUERY it
+    answered)? Only the server's own error says so: a statement that completed, however late,
+    has its result. (A streamed answer ends with its own error instead.)"""
+    error = answer.error
+    if answer.streamed or error is None:
+        return False
+    return error.errno in TIMEOUT_ERRNOS or (run.killed and error.errno == 1028)
+
+
+def may_leave_state(request: Request) -> bool:
+    """The tokenizer's verdict (gateway.sql, ``session``): the request's SQL may leave session
+    state that the server does not flag (see gateway.session). A request without SQL leaves
+    none."""
+    facts = request.read()
+    return facts is not None and facts.session
 
 
 def run_sink_wanted(run: Run, answer: Answer) -> bool:
@@ -509,7 +559,13 @@ def run_sink_wanted(run: Run, answer: Answer) -> bool:
 
 
 class MySQLBackend:
-    """A MySQL or MariaDB server reached through mysqlclient."""
+    """A MySQL or MariaDB server reached through mysqlclient.
+
+    Requests run on connections of the backend's main account (``pool``), except read-role
+    requests where the backend names a read account (``read_user``): those run only on that
+    account's connections (``read_pool``, slots of their own), so the database refuses their
+    writes whatever the SQL text says. Every connection goes back to its pool in the state of
+    a new one (:mod:`gateway.session`)."""
 
     def __init__(
         self,
@@ -526,6 +582,7 @@ class MySQLBackend:
         self.name = spec.name
         self.spec = spec
         self.reactor = reactor
+        self.session = NativeSession()
         kwargs: dict[str, Any] = {
             "user": spec.user,
             "passwd": spec.password,
@@ -543,16 +600,16 @@ class MySQLBackend:
         else:
             kwargs["host"] = spec.host
             kwargs["port"] = spec.port
-        self.pool = BackendPool(
-            "MySQLdb",
-            spec.name,
-            _mysql_is_broken,
-            cp_min=pool_min,
-            cp_max=pool_max,
-            cp_reactor=reactor,
-            cp_noisy=False,
-            **kwargs,
-        )
+        self.pool = self._pool(kwargs, pool_min, pool_max)
+        read_user = getattr(spec, "read_user", "")
+        #: "account" when reads run on a read account of their own, "session" when they run on
+        #: the main account in a read-only session (the gateway's classifier and the session
+        #: setting, which the client's own SQL can lower).
+        self.read_enforcement = "account" if read_user else "session"
+        self.read_pool: BackendPool | None = None
+        if read_user:
+            read_kwargs = {**kwargs, "user": read_user, "passwd": spec.read_password}
+            self.read_pool = self._pool(read_kwargs, pool_min, pool_max)
         # Health checks and KILL QUERY use connections of their own, with short timeouts, so a
         # pool busy with long statements never delays them.
         short = max(1, math.ceil(connect_timeout))
@@ -568,25 +625,67 @@ class MySQLBackend:
             **self._control,
         )
         self.lane: Any = None
+        self.read_lane: Any = None
         if reactor_lane:
             from gateway.lane import ReactorLane
 
             self.lane = ReactorLane(self, self.pool, reactor, read_timeout=read_timeout)
+            if self.read_pool is not None:
+                self.read_lane = ReactorLane(
+                    self, self.read_pool, reactor, read_timeout=read_timeout
+                )
+
+    def _pool(self, kwargs: dict[str, Any], pool_min: int, pool_max: int) -> BackendPool:
+        account = (kwargs["user"], kwargs["passwd"])
+        return BackendPool(
+            "MySQLdb",
+            self.name,
+            _mysql_is_broken,
+            cp_min=pool_min,
+            cp_max=pool_max,
+            cp_reactor=self.reactor,
+            cp_noisy=False,
+            cp_openfun=lambda conn: self._set_up(conn, account),
+            **kwargs,
+        )
 
     def execute(self, request: Request, run: Run | None = None) -> Deferred[Answer]:
         run = run or Run()
-        if self.lane is not None:
-            return self.lane.execute(request, run)  # type: ignore[no-any-return]
-        return self.pool.run(self._execute, request, run)
+        if run.read_only and self.read_pool is not None:
+            pool, lane = self.read_pool, self.read_lane
+        else:
+            pool, lane = self.pool, self.lane
+        if lane is not None:
+            return lane.execute(request, run)  # type: ignore[no-any-return]
+        return pool.run(self._execute, request, run)
 
     def kill(self, run: Run) -> Deferred[None]:
-        """Stop the run's statement with KILL QUERY over a separate connection."""
-        run.killed = True
-        if run.thread_id is None:
+        """Stop the run's statement with KILL QUERY over a separate connection; ``run.killed``
+        says, once the server has answered it, that it was sent."""
+        thread_id = run.thread_id
+        if thread_id is None:
             return succeed(None)
-        return threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), self._kill_query, run.thread_id
+        d = threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), self._kill_query, run, thread_id
         )
+        return d
+
+    def abort(self, run: Run) -> bool:
+        """Break the connection running ``run`` (a frozen server answers neither the statement
+        nor the KILL): the request fails as a lost connection, whose outcome is not known.
+        False when the run no longer holds a connection."""
+        lane, slot = run.lane, run.lane_slot
+        if lane is not None and slot is not None:
+            return bool(lane.abort(slot, run))
+        fd = run.fd
+        if fd is None:
+            return False
+        try:  # (a duplicate descriptor: shutdown acts on the socket the thread reads from)
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        return True
 
     def probe(self) -> Deferred[CheckResult]:
         """One health check: connect (or ping), read @@read_only, and replication for replicas."""
@@ -595,19 +694,39 @@ class MySQLBackend:
         return d
 
     def close(self) -> None:
-        if self.lane is not None:
-            self.lane.close()
+        for lane in (self.lane, self.read_lane):
+            if lane is not None:
+                lane.close()
         self.pool.close()
+        if self.read_pool is not None:
+            self.read_pool.close()
         self.health_pool.close()
 
     # Everything below runs in a pool thread.
 
-    def _kill_query(self, thread_id: int) -> None:
+    def _set_up(self, conn: Any, account: tuple[str, str]) -> None:
+        """Set a new connection up: character set, autocommit, session tracking."""
         import MySQLdb
 
+        conn._dbslayer_account = account
+        conn._dbslayer_limit = UNSET
+        conn._dbslayer_read_only = None
+        try:
+            conn.query(setup_statement(self.spec.charset))
+        except MySQLdb.OperationalError as e:
+            if _mysql_errno(e) != 1193:  # (unknown variable: a server without tracking)
+                raise
+            conn._dbslayer_untracked = True
+
+    def _kill_query(self, run: Run, thread_id: int) -> None:
+        import MySQLdb
+
+        if run.thread_id != thread_id:
+            return  # it finished meanwhile: its connection may run someone else's statement
         conn = MySQLdb.connect(**self._control)
         try:
             conn.query(f"KILL QUERY {int(thread_id)}")
+            run.killed = True
         finally:
             conn.close()
 
@@ -636,31 +755,25 @@ class MySQLBackend:
         finally:
             cursor.close()
 
-    def _execute(
-        self,
-        conn: Any,
-        request: Request,
-        run: Run,
-        already_sent: bool = False,
-        sent_at: float | None = None,
-    ) -> Answer:
+    def _execute(self, conn: Any, request: Request, run: Run, already_sent: bool = False) -> Answer:
         import MySQLdb
 
         sent = [already_sent]
+        run.fd = conn.fileno()
         try:
-            return self._execute_on(conn, request, run, sent, already_sent, sent_at)
+            return self._execute_on(conn, request, run, sent, already_sent)
         except MySQLdb.Error as e:
-            # Statement errors are part of the answer; what escapes is the connection failing.
-            errno = _mysql_errno(e)
-            if run.killed:
-                raise run.timeout_error(self.name, errno) from None
-            raise self._connection_error(e, errno, not_sent=not sent[0]) from None
+            # Statement errors are part of the answer; what escapes is the connection failing
+            # (a KILL QUERY never breaks it, so the outcome is not known: never a 504 here).
+            raise self._connection_error(e, _mysql_errno(e), not_sent=not sent[0]) from None
+        finally:
+            run.fd = None
+            run.thread_id = None
 
-    def _finish_sent(self, conn: Any, request: Request, run: Run, sent_at: float) -> Answer:
-        """Read the answer to a request the reactor lane sent at ``sent_at`` (monotonic), when
-        it did not arrive whole at once (a big or slow result set): streaming, row limit and
-        errors as usual."""
-        return self._execute(conn, request, run, already_sent=True, sent_at=sent_at)
+    def _finish_sent(self, conn: Any, request: Request, run: Run) -> Answer:
+        """Read the answer to a request the reactor lane sent, when it did not arrive whole at
+        once (a big or slow result set): streaming, row limit and errors as usual."""
+        return self._execute(conn, request, run, already_sent=True)
 
     def _execute_on(
         self,
@@ -669,46 +782,80 @@ class MySQLBackend:
         run: Run,
         sent: list[bool],
         already_sent: bool = False,
-        sent_at: float | None = None,
     ) -> Answer:
         import MySQLdb
 
         answer = Answer(server=self.name)
         run.thread_id = conn.thread_id()
-        if request.sql is not None:
-            if not already_sent:  # (the lane sends only where the session is set already)
-                self._set_limit(conn, run.limit)
-                self._set_read_only(conn, run.read_only)
-            transaction = request.rollback_on_error
-            if transaction:
-                conn.autocommit(False)
-            started = time.monotonic() if sent_at is None else sent_at
-            try:
-                self._run_sql(conn, request, answer, sent, run, already_sent)
-            except ParamsMismatch:
+        changed = [False]
+        stopped = False
+        try:
+            if request.sql is not None:
+                if not already_sent:  # (the lane sends only where the session is set already)
+                    self._set_limit(conn, run.limit)
+                    self._set_read_only(conn, run.read_only)
+                transaction = request.rollback_on_error
                 if transaction:
-                    conn.rollback()
+                    conn.autocommit(False)
+                try:
+                    self._run_sql(conn, request, answer, sent, run, already_sent, changed)
+                except ParamsMismatch:
+                    if transaction:
+                        conn.rollback()
+                        conn.autocommit(True)
+                    raise
+                stopped = timed_out(run, answer)
+                if transaction:
+                    self._finish_transaction(conn, answer)
                     conn.autocommit(True)
-                raise
-            stopped = timed_out(run, answer, time.monotonic() - started)
-            if transaction:
-                if stopped and answer.error is None:
-                    answer.error = SQLError(1969, "statement time limit reached")
-                self._finish_transaction(conn, answer)
-                conn.autocommit(True)
-            if OPENS_TRANSACTION.search(request.sql):
-                # A request cannot leave a transaction or table locks open on a pooled
-                # connection: close them as a client disconnect would.
-                conn.query("ROLLBACK; UNLOCK TABLES; SET autocommit=1")
-                while conn.next_result() == 0:
-                    pass
-            if SETS_SESSION.search(request.sql):
-                conn._dbslayer_limit = conn._dbslayer_read_only = "changed by the client"
-            if stopped:
-                raise run.timeout_error(self.name, answer.error.errno if answer.error else None)
-        for key in request.info:
-            answer.extras[key] = self._info(conn, key, MySQLdb)
+            for key in request.info:
+                answer.extras[key] = self._info(conn, key, MySQLdb)
+        except MySQLdb.Error:
+            raise  # the connection failed: the pool discards it
+        except BaseException:
+            self._clean(conn, request, answer, changed=True)
+            raise
+        self._clean(conn, request, answer, changed[0])
+        if stopped:
+            raise run.timeout_error(self.name, answer.error.errno if answer.error else None)
         return answer
+
+    def _clean(self, conn: Any, request: Request, answer: Answer, changed: bool) -> None:
+        """Give the connection back as a new one: reset its session when the server reports
+        (or cannot rule out) that the request changed it; say so when a transaction the
+        request left open is rolled back that way."""
+        import MySQLdb
+
+        if getattr(conn, "_dbslayer_discard", False):
+            return  # (closed after the request anyway)
+        untracked = getattr(conn, "_dbslayer_untracked", False)
+        final = None if untracked else self.session.status(conn)
+        if final is not None and answer.error is not None and not answer.results:
+            # The first statement failed, so none of the request's ran: the status is still
+            # the one the session's own setup left (SET SESSION max_statement_time flags a
+            # change), and that setup is the configured state.
+            final = SERVER_STATUS_AUTOCOMMIT
+        if not session_changed(final, changed, may_leave_state=may_leave_state(request)):
+            return
+        try:
+            if final is None:
+                cursor = conn.cursor()
+                cursor.execute("SELECT @@in_transaction")
+                open_transaction = bool(cursor.fetchall()[0][0])
+                cursor.close()
+            else:
+                open_transaction = transaction_open(final)
+            if open_transaction:
+                answer.extras["ROLLED_BACK"] = True
+            self.reset_session(conn)
+        except MySQLdb.Error:
+            # Closing the connection cleans the session on the server just as well.
+            conn._dbslayer_discard = True
+
+    def reset_session(self, conn: Any) -> None:
+        """Reset the connection's session and set it up again (raises when it broke)."""
+        user, password = conn._dbslayer_account
+        self.session.reset(conn, user, password, self.spec.database, self.spec.charset)
 
     def _set_limit(self, conn: Any, limit: float | None) -> None:
         """Set the server-side statement time limit of this connection's session, only when it
@@ -742,7 +889,11 @@ class MySQLBackend:
         sent: list[bool],
         run: Run,
         already_sent: bool = False,
+        changed: list[bool] | None = None,
     ) -> None:
+        """Run the request's SQL and read every result into the answer; ``changed[0]`` is set
+        when the server flagged a session change on any of them (the status of each
+        statement's OK/EOF packet is read before the next result replaces it)."""
         max_rows = run.max_rows
         import MySQLdb
         from MySQLdb.cursors import SSCursor
@@ -780,11 +931,14 @@ class MySQLBackend:
                         break
                 else:
                     answer.results.append(Update(max(cursor.rowcount, 0), cursor.lastrowid or 0))
+                if changed is not None and not changed[0]:
+                    status = self.session.status(conn)
+                    changed[0] = status is None or bool(status & SERVER_SESSION_STATE_CHANGED)
                 if cursor.nextset() is None:
                     break
         except MySQLdb.Error as e:
             errno = _mysql_errno(e)
-            if errno is None or errno >= 2000:
+            if errno is None or is_client_errno(errno):
                 raise
             answer.error = sql_error(e, errno)
         finally:
@@ -817,7 +971,7 @@ class MySQLBackend:
                 if sink.stopped:  # the client went away: stop the statement, drop the rows
                     conn._dbslayer_discard = True
                     if run.thread_id is not None:
-                        self._kill_query(run.thread_id)
+                        self._kill_query(run, run.thread_id)
                     return True
                 want = STREAM_CHUNK if max_rows is None else min(STREAM_CHUNK, max_rows - sent + 1)
                 chunk = cursor.fetchmany(want)
@@ -839,7 +993,7 @@ class MySQLBackend:
         except MySQLdb.Error as e:
             errno = _mysql_errno(e) or 2013
             error = sql_error(e, errno)
-            if run.killed:
+            if run.killed and errno in (*TIMEOUT_ERRNOS, 1028):
                 error = SQLError(errno, f"statement time limit reached ({error.message})")
             conn._dbslayer_discard = True
         call(self.reactor, sink.end, cut, error, self.name)
@@ -899,14 +1053,6 @@ def _failed_check(failure: Any) -> CheckResult:
     )
 
 
-SETS_SESSION = re.compile(
-    r"max_(statement|execution)_time|transaction|tx_read_only", re.IGNORECASE
-)
-OPENS_TRANSACTION = re.compile(
-    r"\b(BEGIN|START\s+TRANSACTION|AUTOCOMMIT|LOCK\s+TABLES?|XA)\b", re.IGNORECASE
-)
-
-
 # --------------------------------------------------------------------------- SQLite
 
 
@@ -951,6 +1097,10 @@ class SQLiteBackend:
 
     def execute(self, request: Request, run: Run | None = None) -> Deferred[Answer]:
         return self.pool.run(self._execute, request, run or Run())
+
+    def abort(self, run: Run) -> bool:
+        """(A local file: nothing to break off; the interrupt of kill() stops it.)"""
+        return False
 
     def kill(self, run: Run) -> Deferred[None]:
         """Interrupt the run's statement (sqlite3's interrupt is safe from another thread)."""

@@ -1,6 +1,7 @@
 """The executor: from a parsed Request to an Answer, on the backends the router offers.
 
-For each request it decides read or write (``gateway.classify``), asks the router for the
+For each request it reads the SQL once (``gateway.sql.read_sql``: read or write, statements,
+session effects), asks the router for the
 backends to try in order, runs the request on the first, and fails over to the next one only
 as the retry rule allows (``gateway.router.may_retry``): a request that provably never reached
 a server is sent elsewhere; after a lost connection only a read is; a write never is. Each
@@ -22,11 +23,11 @@ from twisted.python.failure import Failure
 from gateway.auth import AuthFailed, allowed_backends, authorize_statements
 from gateway.backends import Backend, BackendUnavailable, ConnectionLost, Run
 from gateway.cache import AnswerCache, cache_key, cacheable
-from gateway.classify import classify, is_read_only
 from gateway.health import HealthChecks
 from gateway.request import HELP, Request, RequestError
 from gateway.results import Answer
 from gateway.router import LOST, NOT_SENT, BackendStatus, NoBackend, Router, may_retry
+from gateway.sql import SQLFacts
 from stats.core import GatewayStats
 
 log = Logger()
@@ -51,6 +52,7 @@ class Executor:
         health: HealthChecks | None = None,
         cache: AnswerCache | None = None,
         max_rows: int | None = None,
+        connect_timeout: float = 5.0,
     ) -> None:
         if not backends:
             raise ValueError("an executor needs at least one backend")
@@ -65,8 +67,16 @@ class Executor:
         self.health = health
         self.cache = cache
         self.max_rows = max_rows
-        #: Running statements with a time limit: their kill deadline and backend.
-        self._deadlines: dict[Run, tuple[float, Backend]] = {}
+        #: How long a KILL QUERY may take to be answered: past the statement's deadline plus
+        #: this, the server counts as frozen (see _kill_overdue).
+        self.connect_timeout = connect_timeout
+        #: The dialect of the SQL (the embedded SQLite demo has its own).
+        self.dialect = (
+            "sqlite" if all(b.spec.driver == "sqlite" for b in self.backends) else "mysql"
+        )
+        #: Running statements with a time limit: their next deadline, their backend, and
+        #: whether the KILL was sent already.
+        self._deadlines: dict[Run, tuple[float, Backend, bool]] = {}
         self._sweep: Any = None
 
     def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
@@ -78,15 +88,29 @@ class Executor:
             return fail(e)
         if not request.needs_backend:
             return succeed(_decorate(Answer(), request))
-        read = request.sql is None or is_read_only(request.sql)
+        # The request's SQL is read once, here: every later decision uses these facts.
+        facts = request.read(self.dialect)
+        read = facts is None or facts.read
+        if facts is not None and facts.xa_prepare:
+            return fail(
+                RequestError(
+                    "XA PREPARE is refused: a prepared XA transaction outlives the request and "
+                    "its connection (the gateway rolls back what a request leaves open). Use "
+                    "XA COMMIT ... ONE PHASE, or START TRANSACTION ... COMMIT in one request"
+                )
+            )
         try:
-            authorize_statements(user, read)
+            authorize_statements(
+                user,
+                facts is None or facts.reads_or_use,
+                account=facts is not None and facts.account,
+            )
             allowed = self._allowed(user, request)
         except AuthFailed as e:
             return fail(e)
         read_only_run = user is not None and user.role == "read"
         ttl = self._cache_ttl(request, read)
-        if ttl or request.sql is None or len(classify(request.sql)) != 1:
+        if ttl or facts is None or len(facts.statements) != 1:
             # Only the answer to one statement streams (its shape, RESULT as an object, is
             # known before the end); one that may be cached is built whole.
             sink = None
@@ -107,9 +131,9 @@ class Executor:
                         retry_after=1,
                     )
                 )
-            return self._attempt(request, read, names, read_only_run, sink)
+            return self._attempt(request, facts, names, read_only_run, sink)
 
-        d = self._cached(request, user, ttl, work)
+        d = self._cached(request, facts, user, allowed, ttl, work)
         if request.help or request.debug_return_input:
             d.addCallback(_decorate, request)
         return d
@@ -134,24 +158,42 @@ class Executor:
     def _cached(
         self,
         request: Request,
+        facts: SQLFacts | None,
         user: Any,
+        allowed: frozenset[str] | set[str],
         ttl: float | None,
         work: Callable[[], Deferred[Answer]],
     ) -> Deferred[Answer]:
-        """Serve from the answer cache where the request allows it."""
-        if not ttl or self.cache is None or request.sql is None:
+        """Serve from the answer cache where the request allows it.
+
+        The key holds what the user may reach: the backends it may use and the database
+        account its requests run on, so an answer is served only to users who could have run
+        it on the backend that produced it, with the same account's privileges."""
+        if not ttl or self.cache is None or request.sql is None or facts is None:
             return work()
-        if cacheable(request.sql, has_info_flags=bool(request.info)) is not None:
+        if cacheable(facts, has_info_flags=bool(request.info)) is not None:
             return work().addCallback(_mark, "bypass")
         key = cache_key(
             group=self.mode,
-            role=user.role if user is not None else "-",
+            role=self._account_scope(user, allowed),
             sql=request.sql,
             params=request.params,
             server=request.server,
         )
         d = self.cache.fetch(key, ttl, work)
         return d.addCallback(lambda found: _mark(found[0], found[1]))
+
+    def _account_scope(self, user: Any, allowed: frozenset[str] | set[str]) -> str:
+        """Which database accounts, on which backends, a user's requests run on."""
+        names = sorted(allowed)
+        if user is not None and user.role == "read":
+            accounts = [
+                f"{name}:read" if self.by_name[name].spec.read_user else f"{name}:main"
+                for name in names
+            ]
+        else:
+            accounts = [f"{name}:main" for name in names]
+        return ",".join(accounts)
 
     def time_limit(self, request: Request) -> float | None:
         """The configured maximum, lowered (never raised) by the request's TIMEOUT."""
@@ -164,7 +206,7 @@ class Executor:
     def _attempt(
         self,
         request: Request,
-        read: bool,
+        facts: SQLFacts | None,
         names: list[str],
         read_only_run: bool = False,
         sink: Any = None,
@@ -179,7 +221,7 @@ class Executor:
                 continue
             d = self._run_on(self.by_name[names[position]], request, read_only_run, sink)
             return d.addErrback(
-                self._after_failure, request, read, names, read_only_run, sink, position
+                self._after_failure, request, facts, names, read_only_run, sink, position
             )
         if last is None:
             return fail(BackendUnavailable("no healthy backend; retry later", retry_after=1))
@@ -199,7 +241,7 @@ class Executor:
         self,
         failure: Failure,
         request: Request,
-        read: bool,
+        facts: SQLFacts | None,
         names: list[str],
         read_only_run: bool,
         sink: Any,
@@ -210,6 +252,7 @@ class Executor:
         if isinstance(error, BackendUnavailable):
             self._report_down(name, error)
         elif isinstance(error, ConnectionLost):
+            read = facts is None or facts.read
             kind = NOT_SENT if error.not_sent else LOST
             if not may_retry(kind, read_only=read):
                 return failure
@@ -221,10 +264,14 @@ class Executor:
             )
         else:
             return failure
-        return self._attempt(request, read, names, read_only_run, sink, position + 1, error)
+        return self._attempt(request, facts, names, read_only_run, sink, position + 1, error)
 
     def _run_on(
-        self, backend: Backend, request: Request, read_only: bool, sink: Any = None
+        self,
+        backend: Backend,
+        request: Request,
+        read_only: bool,
+        sink: Any = None,
     ) -> Deferred[Answer]:
         status = self.router.status(backend.name)
         status.in_flight += 1
@@ -232,7 +279,7 @@ class Executor:
         run.sink = sink
         started = self.clock.seconds()
         if run.limit is not None:
-            self._deadlines[run] = (started + run.limit + KILL_GRACE, backend)
+            self._deadlines[run] = (started + run.limit + KILL_GRACE, backend, False)
             if self._sweep is None:
                 self._sweep = self.clock.callLater(SWEEP_SECONDS, self._kill_overdue)
         d = backend.execute(request, run)
@@ -248,13 +295,31 @@ class Executor:
 
     def _kill_overdue(self) -> None:
         """Kill the statements past their deadline (a timer per request would cost more than
-        this sweep, which runs only while statements with a limit are running)."""
+        this sweep, which runs only while statements with a limit are running).
+
+        A statement still running ``connect_timeout`` after its KILL was due means a server
+        that answers neither (frozen, or the network to it gone): its connection is broken
+        off, so the request fails as a lost connection (502, outcome not known; a read may go
+        to another backend) instead of waiting out the read timeout, and the backend is
+        marked down."""
         self._sweep = None
         now = self.clock.seconds()
-        for run, (deadline, backend) in list(self._deadlines.items()):
-            if now >= deadline:
-                del self._deadlines[run]
+        for run, (deadline, backend, killed) in list(self._deadlines.items()):
+            if now < deadline:
+                continue
+            if not killed:  # due at limit + grace; the abort at limit + connect_timeout
+                abort_at = max(deadline - KILL_GRACE + self.connect_timeout, now)
+                self._deadlines[run] = (abort_at, backend, True)
                 self._kill(backend, run)
+                continue
+            del self._deadlines[run]
+            if backend.abort(run):
+                message = (
+                    f"backend {backend.name} answered neither a statement past its time limit "
+                    f"nor KILL QUERY within {self.connect_timeout:g} s"
+                )
+                log.warn("{message}: marked down", message=message)
+                self._report_down(backend.name, BackendUnavailable(message, errno=2013))
         if self._deadlines:
             self._sweep = self.clock.callLater(SWEEP_SECONDS, self._kill_overdue)
 
@@ -303,6 +368,11 @@ class Executor:
                 "lag": status.lag,
                 "in_flight": status.in_flight,
                 "last_error": status.last_error,
+                # How the read role is enforced: "account" (its own database account, with
+                # SELECT and SHOW VIEW only: the database refuses writes), "session" (the
+                # main account in a read-only session, which the client's SQL can lower: the
+                # gateway's classifier is what stands), "query_only" (SQLite's pragma).
+                "read_enforcement": getattr(b, "read_enforcement", "query_only"),
                 "pool": pool,
                 # Where answers were read: in the reactor thread (the reactor lane) or in a
                 # pool thread (health checks not included).
@@ -311,6 +381,9 @@ class Executor:
                     "thread": b.pool.thread_runs,
                 },
             }
+            read_pool = getattr(b, "read_pool", None)
+            if read_pool is not None:
+                info[b.name]["read_pool"] = read_pool.info()
         return info
 
     def close(self) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from functools import lru_cache
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -34,50 +33,36 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.backends import (
-    OPENS_TRANSACTION,
-    SETS_SESSION,
     BackendPool,
     ParamsMismatch,
     Run,
     Slot,
     _mysql_errno,
+    is_client_errno,
     params_mismatch,
     sql_error,
     timed_out,
 )
-from gateway.classify import classify
 from gateway.request import Request
 from gateway.results import Answer, Update, result_set
-from gateway.wire import COMPLETE, UNSUPPORTED, response_state
+from gateway.session import session_changed, transaction_open
+from gateway.wire import COMPLETE, UNSUPPORTED, answer_state
 
 log = Logger()
 
 #: Bytes of an answer the lane reads itself; a bigger answer is read by a pool thread.
 PEEK_BYTES = 64 * 1024
-#: SQL texts up to this length have their eligibility remembered.
-_MEMO_MAX_SQL = 4096
 
 
 def lane_eligible(request: Request) -> bool:
-    """Can this request run in the reactor lane? (Pure.)"""
-    sql = request.sql
-    if sql is None or request.info or request.rollback_on_error:
+    """Can this request run in the reactor lane? (Pure.) One statement, by the request's
+    facts, that the tokenizer does not suspect of leaving session state the server would not
+    flag, with no info flags and no ROLLBACK_ON_ERROR transaction. (Whatever the statement
+    does to the session, the server's status flags on its answer decide the reset.)"""
+    if request.info or request.rollback_on_error:
         return False
-    if len(sql) > _MEMO_MAX_SQL:
-        return _simple_sql(sql)
-    return _simple_sql_memo(sql)
-
-
-def _simple_sql(sql: str) -> bool:
-    """One statement that neither opens a transaction nor changes the session's limits."""
-    return (
-        len(classify(sql)) == 1
-        and OPENS_TRANSACTION.search(sql) is None
-        and SETS_SESSION.search(sql) is None
-    )
-
-
-_simple_sql_memo = lru_cache(maxsize=4096)(_simple_sql)
+    facts = request.read()
+    return facts is not None and len(facts.statements) == 1 and not facts.session
 
 
 @implementer(IReadDescriptor)
@@ -185,6 +170,7 @@ class ReactorLane:
             d.errback(self.backend._connection_error(e, _mysql_errno(e), not_sent=True))
             return
         lane.pending = (request, run, d, time.monotonic())
+        run.lane, run.lane_slot = self, slot
         self.busy += 1
         if self._watchdog is None:
             self._watchdog = self.reactor.callLater(1.0, self._check_overdue)
@@ -204,25 +190,28 @@ class ReactorLane:
             data = b""  # the driver's read reports the error
         lane.pending = None
         self.busy -= 1
+        request, run, d, _ = pending
+        run.lane = run.lane_slot = None
         try:
-            state = response_state(data) if data else COMPLETE
+            state, status = answer_state(data) if data else (COMPLETE, None)
         except Exception:  # a shape the walk trips on: the driver, in a thread, will not
             log.failure("walking an answer in the reactor lane of {name}", name=self.name)
-            state = UNSUPPORTED
+            state, status = UNSUPPORTED, None
         if state is not COMPLETE:
             # Not all there (or not a shape the walk follows): a pool thread reads it.
-            request, run, d, sent = pending
             self.pool.run_in_thread(
-                slot, self.backend._finish_sent, (request, run, sent), check=False
+                slot, self.backend._finish_sent, (request, run), check=False
             ).chainDeferred(d)
             return
-        self._read(slot, pending)
+        self._read(slot, request, run, d, status)
 
-    def _read(self, slot: Slot, pending: tuple[Request, Run, Deferred[Answer], float]) -> None:
-        """Read a whole answer (all in the socket buffer) and fire the request's Deferred."""
+    def _read(
+        self, slot: Slot, request: Request, run: Run, d: Deferred[Answer], status: int | None
+    ) -> None:
+        """Read a whole answer (all in the socket buffer) and fire the request's Deferred;
+        ``status`` is the server status the answer ends with (None for an error)."""
         import MySQLdb
 
-        request, run, d, sent = pending
         conn = slot.conn
         answer = Answer(server=self.name)
         try:
@@ -242,24 +231,51 @@ class ReactorLane:
                 log.failure("reading an answer in the reactor lane of {name}", name=self.name)
                 e = MySQLdb.OperationalError(2013, "internal error while reading the answer")
             errno = _mysql_errno(e)
-            if errno is None or errno >= 2000:
+            if errno is None or is_client_errno(errno):
                 self.drop(slot)
                 slot.last_used = time.monotonic()
                 self.pool.give_back(slot)
-                if run.killed:
-                    d.errback(run.timeout_error(self.name, errno))
-                else:
-                    d.errback(self.backend._connection_error(e, errno, not_sent=False))
+                run.thread_id = None
+                d.errback(self.backend._connection_error(e, errno, not_sent=False))
                 return
             answer.error = sql_error(e, errno)
-        now = time.monotonic()
-        slot.last_used = now
+        slot.last_used = time.monotonic()
+        run.thread_id = None
         self.reads += 1
-        self.pool.give_back(slot)
-        if timed_out(run, answer, now - sent):
+        if status is not None and session_changed(status, False, may_leave_state=False):
+            # The session is not as new: a pool thread resets it before the slot serves anyone
+            # else; the answer need not wait. (No status: the statement failed, an ERR packet,
+            # and a failed statement changes nothing the status before it did not show.)
+            if transaction_open(status):
+                answer.extras["ROLLED_BACK"] = True
+            self.pool.run_in_thread(slot, self._reset, (), check=False).addErrback(
+                lambda f: log.failure("resetting a session of {name}", f, name=self.name)
+            )
+        else:
+            self.pool.give_back(slot)
+        if timed_out(run, answer):
             d.errback(run.timeout_error(self.name, answer.error.errno if answer.error else None))
         else:
             d.callback(answer)
+
+    def _reset(self, conn: Any) -> None:
+        """In a pool thread: reset the session (a connection that fails it is dropped)."""
+        import MySQLdb
+
+        try:
+            self.backend.reset_session(conn)
+        except MySQLdb.Error:
+            conn._dbslayer_discard = True
+
+    def abort(self, slot: Slot, run: Run) -> bool:
+        """Fail ``run`` as a lost connection if it still waits for its answer on ``slot``
+        (the server is frozen: see Executor); False when it does not."""
+        lane = slot.lane
+        if lane is None or lane.pending is None or lane.pending[1] is not run:
+            return False
+        run.lane = run.lane_slot = None
+        self._fail_lost(slot, lane.pending[2], "no answer from the server, nor to KILL QUERY")
+        return True
 
     # --------------------------------------------------------------- connections
 
@@ -303,9 +319,7 @@ class ReactorLane:
         while the statement ran (it may or may not have been applied)."""
         self.drop(slot)
         self.pool.give_back(slot)
-        d.errback(
-            self.backend._connection_error(RuntimeError(2013, reason), 2013, not_sent=False)
-        )
+        d.errback(self.backend._connection_error(RuntimeError(2013, reason), 2013, not_sent=False))
 
     def drop(self, slot: Slot) -> None:
         """Close the slot's connection (broken, closed by the server, or overdue)."""

@@ -17,6 +17,8 @@ from urllib.parse import unquote_to_bytes
 import attrs
 import orjson
 
+from gateway.sql import SQLFacts, read_sql
+
 #: Formats a client may ask for with ``FORMAT``.
 FORMATS = ("json", "xml", "php", "python", "csv")
 
@@ -74,11 +76,28 @@ class Request:
     cache_s: float | None = None
     #: The request object as received, echoed by SLAYER_DEBUG_RETURN_INPUT.
     raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    #: The facts of the SQL once read (see :meth:`read`).
+    _facts: SQLFacts | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def needs_backend(self) -> bool:
         """True when answering needs a database connection."""
         return self.sql is not None or bool(self.info)
+
+    def read(self, dialect: str = "mysql") -> SQLFacts | None:
+        """The facts of the request's SQL (statements, kinds, session effects...), read once
+        by the tokenizer the first time they are asked for (after authentication) and carried
+        on the request from then on; None without SQL."""
+        facts = self._facts
+        if facts is None and self.sql is not None:
+            facts = read_sql(self.sql, dialect)
+            object.__setattr__(self, "_facts", facts)
+        return facts
+
+    @property
+    def facts(self) -> SQLFacts | None:
+        """The facts if they were read already (None otherwise, or without SQL)."""
+        return self._facts
 
 
 def decode_query(raw: bytes) -> Any:

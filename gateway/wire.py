@@ -56,47 +56,54 @@ def _ok_status(buf: bytes, start: int, end: int) -> int | None:
 
 def response_state(buf: bytes) -> str:
     """Whether ``buf`` (the bytes received so far) holds the whole answer to one query."""
+    return answer_state(buf)[0]
+
+
+def answer_state(buf: bytes) -> tuple[str, int | None]:
+    """Like :func:`response_state`, with the server status flags of a complete answer: those
+    of its OK packet or final EOF packet, None for an ERR packet (which carries none) and for
+    an answer that is not complete."""
     n = len(buf)
     if n < 5:
-        return INCOMPLETE
+        return INCOMPLETE, None
     length = buf[0] | buf[1] << 8 | buf[2] << 16
     if length == _MAX_PACKET:
-        return UNSUPPORTED
+        return UNSUPPORTED, None
     end = 4 + length
     if end > n:
-        return INCOMPLETE
+        return INCOMPLETE, None
     first = buf[4]
     if first == 0xFF:
-        return COMPLETE  # ERR
+        return COMPLETE, None  # ERR
     if first == 0x00:
         status = _ok_status(buf, 4, end)
-        if status is None:
-            return UNSUPPORTED
-        return UNSUPPORTED if status & SERVER_MORE_RESULTS_EXISTS else COMPLETE
+        if status is None or status & SERVER_MORE_RESULTS_EXISTS:
+            return UNSUPPORTED, None
+        return COMPLETE, status
     if first == 0xFB:
-        return UNSUPPORTED  # LOCAL INFILE request
+        return UNSUPPORTED, None  # LOCAL INFILE request
     count = _lenenc(buf, 4)
     if count is None:
-        return UNSUPPORTED
+        return UNSUPPORTED, None
     columns, after = count
     # MariaDB's extended metadata adds one byte: 1 when column definitions follow.
     if after < end and buf[after] == 0:
-        return UNSUPPORTED
+        return UNSUPPORTED, None
     pos = end
     for _ in range(columns):  # column definitions
         if pos + 4 > n:
-            return INCOMPLETE
+            return INCOMPLETE, None
         length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
         if length == _MAX_PACKET:
-            return UNSUPPORTED
+            return UNSUPPORTED, None
         pos += 4 + length
     if pos + 4 > n:
-        return INCOMPLETE
+        return INCOMPLETE, None
     length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
     if pos + 4 + length > n:
-        return INCOMPLETE
+        return INCOMPLETE, None
     if buf[pos + 4] != 0xFE or length >= 9:
-        return UNSUPPORTED  # no EOF after the definitions: not the classic protocol
+        return UNSUPPORTED, None  # no EOF after the definitions: not the classic protocol
     pos += 4 + length
     # Rows, then EOF or ERR. A row never starts with 0xFE below 9 bytes (that prefix means
     # an 8-byte length), nor with 0xFF (not a length prefix): those mark the end.
@@ -108,12 +115,14 @@ def response_state(buf: bytes) -> str:
         if length < 9:
             if buf[last] == 0xFE:
                 if length < 5 or last + length > n:
-                    return INCOMPLETE if last + length > n else UNSUPPORTED
+                    return (INCOMPLETE if last + length > n else UNSUPPORTED), None
                 status = buf[last + 3] | buf[last + 4] << 8
-                return UNSUPPORTED if status & SERVER_MORE_RESULTS_EXISTS else COMPLETE
+                if status & SERVER_MORE_RESULTS_EXISTS:
+                    return UNSUPPORTED, None
+                return COMPLETE, status
         elif length == 0xFFFFFF:
-            return UNSUPPORTED  # a row of 16 MiB or more continues in the next packet
+            return UNSUPPORTED, None  # a row of 16 MiB or more continues in the next packet
         pos = last + length
     if pos == n and last < n and buf[last] == 0xFF:
-        return COMPLETE  # the statement failed while sending rows
-    return INCOMPLETE
+        return COMPLETE, None  # the statement failed while sending rows
+    return INCOMPLETE, None

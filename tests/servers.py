@@ -334,3 +334,24 @@ def _which_or_none(binary: str) -> str | None:
 def _which(binary: str) -> str:
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")
     return path or binary
+
+
+def users(redis: Redis, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``dbslayer users ARGS --redis URL`` as an operator would."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dbslayer"), "users", *args, "--redis", redis.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def add_user(redis: Redis, name: str, role: str, *extra: str) -> str:
+    """``dbslayer users add``: the new user's token (printed on the last line)."""
+    result = users(redis, "add", name, "--role", role, *extra)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

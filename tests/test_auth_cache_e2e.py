@@ -4,7 +4,6 @@ gateway and the `dbslayer users` command, as an operator would use them."""
 from __future__ import annotations
 
 import base64
-import subprocess
 import sys
 import threading
 import time
@@ -13,28 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.servers import Gateway, MariaDB, Redis, Reply
+from tests.servers import Gateway, MariaDB, Redis, Reply, add_user, bearer, users
 
 BIN = Path(sys.executable).parent
-
-
-def users(redis: Redis, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "dbslayer"), "users", *args, "--redis", redis.url],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
-def add_user(redis: Redis, name: str, role: str, *extra: str) -> str:
-    result = users(redis, "add", name, "--role", role, *extra)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def basic(name: str, token: str) -> dict[str, str]:
@@ -54,18 +34,32 @@ def table(mariadb: MariaDB) -> str:
     return "notes"
 
 
+@pytest.fixture
+def read_account(mariadb: MariaDB) -> str:
+    """A read account for ``test`` (SELECT and SHOW VIEW only, as `dbslayer grants` makes it);
+    the DSN of the session's MariaDB with it as the read account."""
+    mariadb.sql(
+        "CREATE USER IF NOT EXISTS 'e2e_ro'@'127.0.0.1' IDENTIFIED BY 'ro-pw';"
+        "GRANT SELECT, SHOW VIEW ON `test`.* TO 'e2e_ro'@'127.0.0.1';"
+    )
+    return mariadb.dsn() + "&read_user=e2e_ro&read_password=ro-pw"
+
+
 def count(mariadb: MariaDB) -> int:
     return int(mariadb.sql("SELECT COUNT(*) FROM test.notes").strip())
 
 
-def test_users_and_roles(mariadb: MariaDB, redis: Redis, table: str, gateway_factory: Any) -> None:
+def test_users_and_roles(
+    mariadb: MariaDB, redis: Redis, table: str, read_account: str, gateway_factory: Any
+) -> None:
     """A user from the command line works with both header forms; bad, disabled and removed
-    users are refused; a read user's writes are refused, a hidden one by the database."""
+    users are refused; a read user runs on the read account, its writes are refused, a
+    hidden one by the database."""
     writer = add_user(redis, "writer", "write")
     reader = add_user(redis, "reader", "read")
     assert writer not in redis.command("HGETALL", "dbslayer:user:writer")
     gw: Gateway = gateway_factory(
-        "--backend", mariadb.dsn(), "--auth", "--redis", redis.url, "--auth-cache-ttl", "1"
+        "--backend", read_account, "--auth", "--redis", redis.url, "--auth-cache-ttl", "1"
     )
     select = {"SQL": "SELECT COUNT(*) FROM notes"}
     assert gw.db(select, headers=bearer(writer)).json()["RESULT"]["ROWS"] == [[2]]
@@ -79,8 +73,12 @@ def test_users_and_roles(mariadb: MariaDB, redis: Redis, table: str, gateway_fac
     insert = {"SQL": "INSERT INTO notes (t) VALUES ('x')"}
     refused = gw.db(insert, headers=bearer(reader))
     assert refused.status == 403 and "role read" in refused.json()["ERROR"]
+    who = gw.db({"SQL": "SELECT CURRENT_USER()"}, headers=bearer(reader)).json()
+    assert who["RESULT"]["ROWS"] == [["e2e_ro@127.0.0.1"]]
     hidden = gw.db({"SQL": "SELECT sneaky()"}, headers=bearer(reader))
-    assert hidden.status == 200 and hidden.json()["MYSQL_ERRNO"] == 1792, hidden
+    # The session is read-only too (1792 comes first); without it the account has no
+    # EXECUTE (1370).
+    assert hidden.status == 200 and hidden.json()["MYSQL_ERRNO"] in (1792, 1370), hidden
     assert count(mariadb) == 2
     assert gw.db(insert, headers=bearer(writer)).status == 200 and count(mariadb) == 3
     assert gw.db(select, headers=bearer(reader)).status == 200  # read-only session released
@@ -97,6 +95,25 @@ def test_users_and_roles(mariadb: MariaDB, redis: Redis, table: str, gateway_fac
 
     snapshot = gw.get("/stats").json()
     assert snapshot["auth"]["success"] >= 4 and snapshot["auth"]["failure"] >= 5
+    assert snapshot["backends"]["db1"]["read_enforcement"] == "account"
+
+
+def test_read_on_shared_account(
+    mariadb: MariaDB, redis: Redis, table: str, gateway_factory: Any
+) -> None:
+    """Without a read account, --auth stops start-up unless --read-on-shared-account: then a
+    read user runs on the main account in a read-only session (a write hidden in a stored
+    function is refused by that session, error 1792), and /stats says so."""
+    reader = add_user(redis, "reader", "read")
+    with pytest.raises(RuntimeError, match="backend db1 has no read account"):
+        gateway_factory("--backend", mariadb.dsn(), "--auth", "--redis", redis.url)
+    gw: Gateway = gateway_factory(
+        "--backend", mariadb.dsn(), "--auth", "--redis", redis.url, "--read-on-shared-account"
+    )
+    hidden = gw.db({"SQL": "SELECT sneaky()"}, headers=bearer(reader))
+    assert hidden.status == 200 and hidden.json()["MYSQL_ERRNO"] == 1792, hidden
+    assert count(mariadb) == 2
+    assert gw.get("/stats").json()["backends"]["db1"]["read_enforcement"] == "session"
 
 
 def test_backend_restriction_and_protected_monitoring(
@@ -118,6 +135,7 @@ def test_backend_restriction_and_protected_monitoring(
         "--redis",
         redis.url,
         "--protect-admin",
+        "--read-on-shared-account",
     )
     assert gw.db({"SQL": "SELECT 1", "SERVER": "one"}, headers=bearer(limited)).status == 200
     other = gw.db({"SQL": "SELECT 1", "SERVER": "two"}, headers=bearer(limited))
@@ -209,6 +227,7 @@ def test_redis_down_and_back(
         "--backend",
         mariadb.dsn(),
         "--auth",
+        "--read-on-shared-account",
         "--redis",
         redis.url,
         "--auth-cache-ttl",

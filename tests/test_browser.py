@@ -315,7 +315,13 @@ def test_console_and_dashboard_token(
     dashboard finds it for the protected /stats."""
     token = users(redis, "add", "ops", "--role", "admin")
     gw = gateway_factory(
-        "--backend", mariadb.dsn(), "--auth", "--redis", redis.url, "--protect-admin"
+        "--backend",
+        mariadb.dsn(),
+        "--auth",
+        "--redis",
+        redis.url,
+        "--protect-admin",
+        "--read-on-shared-account",
     )
     open_console(browser, gw)
     run_sql(browser, "SELECT 1 AS one")

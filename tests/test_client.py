@@ -230,7 +230,9 @@ def _add_user(redis: Redis, name: str, role: str) -> str:
 def test_authentication(mariadb: MariaDB, redis: Redis, gateway_factory: Any) -> None:
     """With --auth a token works as Bearer and as Basic; a wrong or missing one is AuthError."""
     token = _add_user(redis, "clientuser", "write")
-    gw = gateway_factory("--backend", mariadb.dsn(), "--auth", "--redis", redis.url)
+    gw = gateway_factory(
+        "--backend", mariadb.dsn(), "--auth", "--redis", redis.url, "--read-on-shared-account"
+    )
     with Client(gw.url, token=token) as bearer:
         assert bearer.query("SELECT 1 AS one").rows == [(1,)]
     with Client(gw.url, token=token, user="clientuser") as basic:
