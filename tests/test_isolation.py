@@ -229,25 +229,33 @@ def gw(
     gateway.stop()
 
 
-@pytest.fixture(scope="module")
-def gw_pool(
-    iso: MariaDB, redis_iso: Redis, tokens: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+def two_backends(
+    iso: MariaDB, redis_iso: Redis, tmp_path_factory: pytest.TempPathFactory, mode: str, *extra: str
 ) -> Iterator[Gateway]:
-    """Two pooled backends, a and b, on two databases with different contents."""
+    """A gateway over backends a and b, on two databases with different contents."""
     gateway = Gateway(
-        tmp_path_factory.mktemp("gw_pool"),
+        tmp_path_factory.mktemp(f"gw_{mode}"),
         "--backend",
         dsn(iso, "iso_a", "a"),
         "--backend",
         dsn(iso, "iso_b", "b"),
         "--mode",
-        "pool",
+        mode,
         "--auth",
         "--redis",
         redis_iso.url,
+        *extra,
     ).start()
     yield gateway
     gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def gw_pool(
+    iso: MariaDB, redis_iso: Redis, tokens: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """Backends a and b pooled."""
+    yield from two_backends(iso, redis_iso, tmp_path_factory, "pool")
 
 
 @pytest.fixture(scope="module")
@@ -255,22 +263,7 @@ def gw_named(
     iso: MariaDB, redis_iso: Redis, tokens: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     """The same two backends, named (the client picks with SERVER), every read cached."""
-    gateway = Gateway(
-        tmp_path_factory.mktemp("gw_named"),
-        "--backend",
-        dsn(iso, "iso_a", "a"),
-        "--backend",
-        dsn(iso, "iso_b", "b"),
-        "--mode",
-        "named",
-        "--auth",
-        "--redis",
-        redis_iso.url,
-        "--cache-default-ttl",
-        "60",
-    ).start()
-    yield gateway
-    gateway.stop()
+    yield from two_backends(iso, redis_iso, tmp_path_factory, "named", "--cache-default-ttl", "60")
 
 
 @pytest.fixture(scope="module")
