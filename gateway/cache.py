@@ -104,11 +104,12 @@ def cacheable(sql: str | SQLFacts | None, *, has_info_flags: bool) -> str | None
     return None
 
 
-def cache_key(*, group: str, role: str, sql: str, params: Any, server: str | None) -> str:
+def cache_key(*, group: str, scope: str, sql: str, params: Any, server: str | None) -> str:
     """The cache key of a request: ``dbslayer:cache:`` + SHA-256 hex of a canonical encoding
     of every part (object keys sorted, so the order of named PARAMS does not matter; a tuple
-    and a list of the same values are the same). FORMAT is not part of it."""
-    parts = {"group": group, "role": role, "sql": sql, "params": params, "server": server}
+    and a list of the same values are the same). FORMAT is not part of it. ``scope`` is what
+    the user may reach: the backends it may use and the database account it runs on there."""
+    parts = {"group": group, "scope": scope, "sql": sql, "params": params, "server": server}
     try:
         canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # a value JSON cannot hold exactly: tag it (a distinct "enc" domain)

@@ -175,7 +175,7 @@ class Executor:
             return work().addCallback(_mark, "bypass")
         key = cache_key(
             group=self.mode,
-            role=self._account_scope(user, allowed),
+            scope=self._account_scope(user, allowed),
             sql=request.sql,
             params=request.params,
             server=request.server,

@@ -269,7 +269,7 @@ def test_cacheable_refuses_no_sql(sql: str | None) -> None:
 
 BASE: dict[str, Any] = {
     "group": "primary",
-    "role": "read",
+    "scope": "db1:read",
     "sql": "SELECT %s",
     "params": (1,),
     "server": None,
@@ -298,7 +298,7 @@ def test_cache_key_every_part_counts() -> None:
     variants: list[dict[str, Any]] = [
         BASE,
         {**BASE, "group": "named"},
-        {**BASE, "role": "write"},
+        {**BASE, "scope": "db1:main"},
         {**BASE, "sql": "SELECT  %s"},
         {**BASE, "params": (2,)},
         {**BASE, "params": ("1",)},
