@@ -609,7 +609,7 @@ class MySQLBackend:
         self.read_pool: BackendPool | None = None
         if read_user:
             read_kwargs = {**kwargs, "user": read_user, "passwd": spec.read_password}
-            self.read_pool = self._pool(read_kwargs, pool_min, pool_max)
+            self.read_pool = self._pool(read_kwargs, pool_min, pool_max, read_account=True)
         # Health checks and KILL QUERY use connections of their own, with short timeouts, so a
         # pool busy with long statements never delays them.
         short = max(1, math.ceil(connect_timeout))
@@ -635,7 +635,9 @@ class MySQLBackend:
                     self, self.read_pool, reactor, read_timeout=read_timeout
                 )
 
-    def _pool(self, kwargs: dict[str, Any], pool_min: int, pool_max: int) -> BackendPool:
+    def _pool(
+        self, kwargs: dict[str, Any], pool_min: int, pool_max: int, read_account: bool = False
+    ) -> BackendPool:
         account = (kwargs["user"], kwargs["passwd"])
         return BackendPool(
             "MySQLdb",
@@ -645,7 +647,7 @@ class MySQLBackend:
             cp_max=pool_max,
             cp_reactor=self.reactor,
             cp_noisy=False,
-            cp_openfun=lambda conn: self._set_up(conn, account),
+            cp_openfun=lambda conn: self._set_up(conn, account, read_account),
             **kwargs,
         )
 
@@ -704,11 +706,12 @@ class MySQLBackend:
 
     # Everything below runs in a pool thread.
 
-    def _set_up(self, conn: Any, account: tuple[str, str]) -> None:
+    def _set_up(self, conn: Any, account: tuple[str, str], read_account: bool) -> None:
         """Set a new connection up: character set, autocommit, session tracking."""
         import MySQLdb
 
         conn._dbslayer_account = account
+        conn._dbslayer_read_account = read_account
         conn._dbslayer_limit = UNSET
         conn._dbslayer_read_only = None
         try:
@@ -835,8 +838,10 @@ class MySQLBackend:
             # the one the session's own setup left (SET SESSION max_statement_time flags a
             # change), and that setup is the configured state.
             final = SERVER_STATUS_AUTOCOMMIT
-        if not session_changed(final, changed, may_leave_state=may_leave_state(request)):
-            return
+        if not conn._dbslayer_read_account and not session_changed(
+            final, changed, may_leave_state=may_leave_state(request)
+        ):
+            return  # (a read account's session is always reset: see ReactorLane._read)
         try:
             if final is None:
                 cursor = conn.cursor()
@@ -855,7 +860,30 @@ class MySQLBackend:
     def reset_session(self, conn: Any) -> None:
         """Reset the connection's session and set it up again (raises when it broke)."""
         user, password = conn._dbslayer_account
-        self.session.reset(conn, user, password, self.spec.database, self.spec.charset)
+        limit, read_only = conn._dbslayer_limit, conn._dbslayer_read_only
+        mariadb = getattr(conn, "_dbslayer_mariadb", None)
+        keep = []  # the gateway's own settings, restored in the same round trip
+        if mariadb is not None and limit is not UNSET:
+            keep.append(self._limit_assignment(mariadb, limit))
+        else:
+            limit = UNSET
+        if mariadb is not None and read_only is not None:
+            keep.append(
+                f"{'tx_read_only' if mariadb else 'transaction_read_only'} = {int(read_only)}"
+            )
+        else:
+            read_only = None
+        conn._dbslayer_limit, conn._dbslayer_read_only = UNSET, None  # (until it succeeded)
+        self.session.reset(conn, user, password, self.spec.database, self.spec.charset, keep)
+        conn._dbslayer_limit, conn._dbslayer_read_only = limit, read_only
+
+    @staticmethod
+    def _limit_assignment(mariadb: bool, limit: float | None) -> str:
+        """The session setting of the statement time limit (MariaDB: max_statement_time in
+        seconds; MySQL: max_execution_time in milliseconds, SELECT statements only)."""
+        if mariadb:
+            return f"max_statement_time = {0 if limit is None else max(0.001, limit):.3f}"
+        return f"max_execution_time = {0 if limit is None else max(1, int(limit * 1000))}"
 
     def _set_limit(self, conn: Any, limit: float | None) -> None:
         """Set the server-side statement time limit of this connection's session, only when it
@@ -865,12 +893,7 @@ class MySQLBackend:
         mariadb = getattr(conn, "_dbslayer_mariadb", None)
         if mariadb is None:
             mariadb = conn._dbslayer_mariadb = "mariadb" in conn.get_server_info().lower()
-        if mariadb:
-            seconds = 0 if limit is None else max(0.001, limit)
-            conn.query(f"SET SESSION max_statement_time = {seconds:.3f}")
-        else:  # MySQL: MAX_EXECUTION_TIME (milliseconds; SELECT statements only)
-            millis = 0 if limit is None else max(1, int(limit * 1000))
-            conn.query(f"SET SESSION max_execution_time = {millis}")
+        conn.query(f"SET SESSION {self._limit_assignment(mariadb, limit)}")
         conn._dbslayer_limit = limit
 
     def _set_read_only(self, conn: Any, read_only: bool) -> None:

@@ -242,10 +242,16 @@ class ReactorLane:
         slot.last_used = time.monotonic()
         run.thread_id = None
         self.reads += 1
-        if status is not None and session_changed(status, False, may_leave_state=False):
+        if conn._dbslayer_read_account or (
+            status is not None and session_changed(status, False, may_leave_state=False)
+        ):
             # The session is not as new: a pool thread resets it before the slot serves anyone
             # else; the answer need not wait. (No status: the statement failed, an ERR packet,
-            # and a failed statement changes nothing the status before it did not show.)
+            # and a failed statement changes nothing the status before it did not show.) A
+            # read account's session is reset after every request: its SELECT may run stored
+            # code through a definer's view, and a user-level lock or user variable taken
+            # there is flagged by nothing. (The reset keeps the gateway's own settings, so the
+            # next request still runs here.)
             if transaction_open(status):
                 answer.extras["ROLLED_BACK"] = True
             self.pool.run_in_thread(slot, self._reset, (), check=False).addErrback(

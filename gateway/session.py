@@ -33,6 +33,7 @@ wrap.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from typing import Any
 
 #: Status flags of the OK/EOF packets (mariadb_com.h).
@@ -70,12 +71,14 @@ def transaction_open(final: int | None) -> bool:
     return final is not None and bool(final & SERVER_STATUS_IN_TRANS)
 
 
-def setup_statement(charset: str) -> str:
+def setup_statement(charset: str, keep: Sequence[str] = ()) -> str:
     """What a new (or reset) connection runs first: the connection's character set,
-    autocommit on, and the session tracking the checks above read."""
+    autocommit on, and the session tracking the checks above read; ``keep`` are the gateway's
+    own session settings to restore after a reset (``max_statement_time = 60.000``...)."""
     if not charset.replace("_", "").isalnum():
         raise ValueError(f"not a character set name: {charset!r}")
-    return f"SET NAMES {charset}, SESSION autocommit=1, session_track_state_change=1"
+    extra = "".join(f", SESSION {assignment}" for assignment in keep)
+    return f"SET NAMES {charset}, SESSION autocommit=1, session_track_state_change=1{extra}"
 
 
 def quote_identifier(name: str) -> str:
@@ -133,20 +136,27 @@ class NativeSession:
             return None  # (non-zero: the library does not know the value)
         return value.value
 
-    def reset(self, conn: Any, user: str, password: str, database: str, charset: str) -> None:
-        """Reset the session to a new one's and set it up again (raises the driver's
-        OperationalError when the connection fails: the caller discards it)."""
+    def reset(
+        self,
+        conn: Any,
+        user: str,
+        password: str,
+        database: str,
+        charset: str,
+        keep: Sequence[str] = (),
+    ) -> None:
+        """Reset the session to a new one's and set it up again, with the settings ``keep``
+        (raises the driver's OperationalError when the connection fails: the caller discards
+        it)."""
         import MySQLdb
 
         if self.available and database:
             if self._reset(self._handle(conn)) != 0:
                 raise MySQLdb.OperationalError(2013, "COM_RESET_CONNECTION failed")
             # (the reset keeps the current database: go back to the configured one)
-            conn.query(f"USE {quote_identifier(database)}; {setup_statement(charset)}")
+            conn.query(f"USE {quote_identifier(database)}; {setup_statement(charset, keep)}")
             while conn.next_result() == 0:
                 pass
         else:  # no database to go back to with USE, or no reset in the library
             conn.change_user(user, password, database)
-            conn.query(setup_statement(charset))
-        conn._dbslayer_limit = UNSET
-        conn._dbslayer_read_only = None
+            conn.query(setup_statement(charset, keep))

@@ -285,3 +285,39 @@ def test_lane_can_be_turned_off(mariadb: MariaDB, gateway_factory: Any) -> None:
     assert on.get("/stats").json()["backends"]["db1"]["answers"] == {"reactor": 0, "thread": 1}
     on.db(request)
     assert on.get("/stats").json()["backends"]["db1"]["answers"] == {"reactor": 1, "thread": 1}
+
+
+def test_read_account_sessions_are_reset_and_keep_the_lane(lane_db: MariaDB) -> None:
+    """On a read account every request's session is reset (stored code reached through a
+    definer's view could leave a lock or a variable nothing flags), off the answer's path and
+    keeping the gateway's own settings: the next request still runs in the lane, with its time
+    limit and read-only session, and sees no user variable."""
+    lane_db.sql(
+        "CREATE USER IF NOT EXISTS 'lane_ro'@'127.0.0.1' IDENTIFIED BY 'ro';"
+        "GRANT SELECT, SHOW VIEW ON `lane`.* TO 'lane_ro'@'127.0.0.1';"
+    )
+    result = run_scenario(
+        """
+        async def scenario(reactor, dsn):
+            b = backend(reactor, dsn, pool_max=1)
+            read = b.read_lane._read
+            def counted_read(*args):
+                b.counts["lane_read"] += 1
+                return read(*args)
+            b.read_lane._read = counted_read
+            asks = []
+            for sql in ["SELECT 1", "SELECT @@max_statement_time, @@tx_read_only, @x",
+                        "SELECT CONNECTION_ID()", "SELECT CONNECTION_ID()"]:
+                answer = await b.execute(parse_request({"SQL": sql}), Run(2.5, read_only=True))
+                asks.append(json.loads(json.dumps(answer.to_wire(), default=str)))
+                await sleep(reactor, 0.05)  # (the reset runs in a thread, after the answer)
+            counts = dict(b.counts)
+            b.close()
+            return {"asks": asks, "counts": counts}
+        """,
+        lane_db.dsn(database="lane") + "&read_user=lane_ro&read_password=ro",
+    )
+    asks = result["asks"]
+    assert asks[1]["RESULT"]["ROWS"] == [[2.5, 1, None]]
+    assert asks[2]["RESULT"]["ROWS"] == asks[3]["RESULT"]["ROWS"]  # one connection, reset
+    assert result["counts"]["lane_read"] == 3  # all but the first, which opened it
