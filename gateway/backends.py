@@ -842,23 +842,33 @@ class MySQLBackend:
             final, changed, may_leave_state=may_leave_state(request)
         ):
             return  # (a read account's session is always reset: see ReactorLane._read)
-        try:
-            if final is None:
+        open_transaction = transaction_open(final)
+        if final is None:
+            try:
                 cursor = conn.cursor()
                 cursor.execute("SELECT @@in_transaction")
                 open_transaction = bool(cursor.fetchall()[0][0])
                 cursor.close()
-            else:
-                open_transaction = transaction_open(final)
-            if open_transaction:
-                answer.extras["ROLLED_BACK"] = True
-            self.reset_session(conn)
-        except MySQLdb.Error:
-            # Closing the connection cleans the session on the server just as well.
-            conn._dbslayer_discard = True
+            except MySQLdb.Error:
+                conn._dbslayer_discard = True  # (closing it rolls back just as well)
+        if open_transaction:
+            answer.extras["ROLLED_BACK"] = True
+        self.reset_session(conn)
 
     def reset_session(self, conn: Any) -> None:
-        """Reset the connection's session and set it up again (raises when it broke)."""
+        """In a pool thread: reset the connection's session and set it up again. A connection
+        that fails it is marked to be closed, which cleans the session on the server just as
+        well."""
+        import MySQLdb
+
+        if getattr(conn, "_dbslayer_discard", False):
+            return
+        try:
+            self._reset_session(conn)
+        except MySQLdb.Error:
+            conn._dbslayer_discard = True
+
+    def _reset_session(self, conn: Any) -> None:
         user, password = conn._dbslayer_account
         limit, read_only = conn._dbslayer_limit, conn._dbslayer_read_only
         mariadb = getattr(conn, "_dbslayer_mariadb", None)

@@ -185,15 +185,11 @@ class Executor:
 
     def _account_scope(self, user: Any, allowed: frozenset[str] | set[str]) -> str:
         """Which database accounts, on which backends, a user's requests run on."""
-        names = sorted(allowed)
-        if user is not None and user.role == "read":
-            accounts = [
-                f"{name}:read" if self.by_name[name].spec.read_user else f"{name}:main"
-                for name in names
-            ]
-        else:
-            accounts = [f"{name}:main" for name in names]
-        return ",".join(accounts)
+        reader = user is not None and user.role == "read"
+        return ",".join(
+            f"{name}:{'read' if reader and self.by_name[name].spec.read_user else 'main'}"
+            for name in sorted(allowed)
+        )
 
     def time_limit(self, request: Request) -> float | None:
         """The configured maximum, lowered (never raised) by the request's TIMEOUT."""

@@ -254,7 +254,7 @@ class ReactorLane:
             # next request still runs here.)
             if transaction_open(status):
                 answer.extras["ROLLED_BACK"] = True
-            self.pool.run_in_thread(slot, self._reset, (), check=False).addErrback(
+            self.pool.run_in_thread(slot, self.backend.reset_session, (), check=False).addErrback(
                 lambda f: log.failure("resetting a session of {name}", f, name=self.name)
             )
         else:
@@ -263,15 +263,6 @@ class ReactorLane:
             d.errback(run.timeout_error(self.name, answer.error.errno if answer.error else None))
         else:
             d.callback(answer)
-
-    def _reset(self, conn: Any) -> None:
-        """In a pool thread: reset the session (a connection that fails it is dropped)."""
-        import MySQLdb
-
-        try:
-            self.backend.reset_session(conn)
-        except MySQLdb.Error:
-            conn._dbslayer_discard = True
 
     def abort(self, slot: Slot, run: Run) -> bool:
         """Fail ``run`` as a lost connection if it still waits for its answer on ``slot``
