@@ -13,12 +13,25 @@ the console, the JSON 413/414/400 refusals). The switch happens between requests
 request is answered whole by one parser; twisted.web stays the reference for every case this
 parser does not take.
 
+One set of rules: the channel takes only heads twisted.web takes, and reads them as it does
+(the same method, target, version, headers and body framing: :data:`_HEAD`,
+:func:`content_length`), so the two can never frame a byte stream differently (a
+``Transfer-Encoding\x0b: chunked`` header once made a body run as a second request here).
+Everything else goes to twisted.web, which answers it (its JSON 400 for a bare CR or LF, a NUL,
+a control or a space in a header name, more than 500 headers...); a head still arriving goes
+there as soon as its lines so far rule it out. tests/test_http_differential.py holds the two
+to it. Where twisted.web's own rules left a client waiting or dropped it (a bare-LF head, a
+Content-Length too long for ``int()``, a half-close), api.http.GatewayChannel overrides them
+and this channel does the same; the keep-alive rule (:func:`keeps_alive`) is this channel's,
+and the GatewayChannel's too.
+
 Written by hand because the switch needs the exact byte where a request starts, which the
 parser libraries (httptools, h11) do not give, and because the shape it accepts is small:
 a request line, header lines, and a ``Content-Length`` body.
 
 What a request gets here is what twisted.web gives it: keep-alive (HTTP/1.1 by default,
-HTTP/1.0 with ``Connection: keep-alive``), pipelined requests answered in order, chunked
+HTTP/1.0 with ``Connection: keep-alive``), answers after a half-close (``shutdown(SHUT_WR)``,
+see :class:`PeerCheck`), pipelined requests answered in order, chunked
 transfer for answers of unknown length (streamed rows), flow control through the transport's
 producer, the site's draining and in-flight limits, an idle timeout, and the site's finish hook
 (statistics, access log).
@@ -26,16 +39,21 @@ producer, the site's draining and in-flight limits, an idle timeout, and the sit
 
 from __future__ import annotations
 
+import re
+import socket
 from io import BytesIO
 from typing import Any
 
+import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, datetimeToString, parse_qs
+from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString, parse_qs
 from twisted.web.server import version as SERVER_VERSION
+from zope.interface import implementer
 
 log = Logger()
 
@@ -43,8 +61,59 @@ log = Logger()
 FAST_METHODS = frozenset({b"GET", b"POST"})
 #: Headers whose presence sends a request to twisted.web, which implements them.
 HAND_OVER_HEADERS = frozenset({b"transfer-encoding", b"expect"})
-#: Bytes of unanswered pipelined requests past which the channel stops reading the socket.
-MAX_BUFFERED = 1 << 20
+#: twisted.web answers 400 to a request with more header lines than this.
+MAX_HEADERS = HTTPChannel.maxHeaders
+#: The request heads this channel takes: twisted.web's rules (twisted.web.http's
+#: _parseRequestLine and HTTPChannel.headerReceived, Twisted 26), narrowed to the fast shape,
+#: so that each head taken here is one twisted.web takes and reads alike, and any other goes
+#: to twisted.web, which answers it (its JSON 400, for most):
+#:
+#: - the request line: method, target and version separated by single spaces; the method GET
+#:   or POST; a target of bytes 0x21 to 0xB0 (twisted.web refuses ``c <= 32 or c > 176``);
+#:   HTTP/1.0 or HTTP/1.1;
+#: - each header line: a token name (RFC 9110's tchar, so no space, control or separator:
+#:   neither whitespace before the colon nor an obs-fold line, which starts with SP or HT),
+#:   a colon, and a value without NUL, CR or LF;
+#: - CR LF at the end of every line: the head ends at the first CR LF CR LF, and no bare CR
+#:   or LF fits the lines above.
+#:
+#: Possessive quantifiers, so a head that does not match fails in linear time.
+_HEAD = re.compile(
+    rb"(GET|POST) ([\x21-\xb0]++) (HTTP/1\.[01])"
+    rb"((?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[^\r\n\x00]*+)*+)"
+)
+#: What twisted.web's reading of a POST body's Content-Type (email.message) takes for a
+#: line break and refuses: a POST with a body and one of these in its Content-Type gets 400.
+CONTENT_TYPE_BREAK = re.compile(rb"[\x0b\x0c\x1c-\x1e\x85]")
+#: The Content-Types of a POST body this channel takes: ``type/subtype`` tokens and any
+#: parameters (without CONTENT_TYPE_BREAK), of which twisted.web's reading (the email
+#: package's) and :func:`_is_urlencoded_form` find the same type. twisted.web reads a form
+#: body into the arguments when it finds application/x-www-form-urlencoded (as this channel
+#: does) and parses multipart/form-data (not done here: handed over).
+_CONTENT_TYPE = re.compile(
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++/[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
+    rb"(?:[ \t]*+;[^\x0b\x0c\x1c-\x1e\x85]*+)?+"
+)
+#: A Content-Length of more significant digits than this reads as TOO_LONG.
+_MAX_LENGTH_DIGITS = 18
+#: A length over every limit: what a Content-Length too long for int() reads as.
+TOO_LONG = 10**_MAX_LENGTH_DIGITS
+#: Bytes of pipelined requests read ahead of the one being answered, past which the channel
+#: stops reading the socket (twisted.web stops at 16 KiB).
+MAX_BUFFERED = 64 * 1024
+#: The next pipelined request is answered only once the transport holds less than this of the
+#: answers before it (its own mark: past it, it pauses its producer); a client that does not
+#: read holds one answer in the gateway, not one per request it sent.
+HIGH_WATER = 64 * 1024
+#: Bytes of a request still arriving that a connection holds outside the worker's budget for
+#: them (api.http.BodyBudget): a head and a small body never wait for the budget.
+FREE_REQUEST_BYTES = 16 * 1024
+#: After refusing a request, the channel reads and drops what the client still sends for this
+#: long before closing (a "lingering close"), so the client reads the answer, not a reset.
+LINGER_SECONDS = 2.0
+#: The idle timeout closes a connection once its last answer is sent; a client that does not
+#: read it has this long more, then the connection is aborted (twisted.web's abortTimeout).
+ABORT_SECONDS = 15.0
 
 #: Transport attributes the direct write relies on (twisted.internet.abstract.FileDescriptor).
 _DIRECT_WRITE_NEEDS = ("socket", "dataBuffer", "offset", "_tempDataLen", "disconnecting")
@@ -90,6 +159,8 @@ class FastRequest:
     sql_error = False
     #: The parsed DBSlayer request (its SQL facts, once read, give the statement kinds).
     dbslayer_request: Any = None
+    #: The producer of a streamed answer, while it is registered with the transport.
+    _producer: Any = None
 
     def __init__(
         self,
@@ -200,6 +271,8 @@ class FastRequest:
     def finish(self) -> None:
         if self.finished or self._disconnected:
             return
+        if self._producer is not None:
+            self.unregisterProducer()  # (an answer cut short by an error keeps it otherwise)
         if not self.headers_sent:
             self.response_headers.setdefault(b"content-length", (b"Content-Length", b"0"))
             self.write(b"")
@@ -232,10 +305,16 @@ class FastRequest:
             d.errback(reason)
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """A streamed answer's producer, paused and resumed by the transport itself. The
+        channel registers itself there only between answers (FastChannel.resumeProducing),
+        so the two never overlap."""
+        self._producer = producer
         self.channel.transport.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
-        self.channel.transport.unregisterProducer()
+        if self._producer is not None:
+            self._producer = None
+            self.channel.transport.unregisterProducer()
 
 
 SERVER_HEADER = b"Server: " + SERVER_VERSION + b"\r\n"
@@ -246,8 +325,20 @@ def _is_urlencoded_form(request: FastRequest) -> bool:
     return ctype.split(b";", 1)[0].strip().lower() == b"application/x-www-form-urlencoded"
 
 
+@implementer(IHalfCloseableProtocol, IPushProducer)
 class FastChannel(Protocol):
-    """One client connection on the fast path (see the module's docstring)."""
+    """One client connection on the fast path (see the module's docstring).
+
+    Its bounds: an answer is followed by the next pipelined one only once the transport holds
+    less than :data:`HIGH_WATER` of it (the channel, registered as the transport's producer
+    meanwhile, stops reading and is resumed when it has drained); a request's head must arrive
+    within the site's ``header_timeout`` from its first byte and its body within
+    ``body_timeout`` from the head's end, however the bytes trickle in (else a JSON 408 and
+    the close); the bytes of a request still arriving count against the site's body budget
+    past :data:`FREE_REQUEST_BYTES` (else a JSON 503 with ``Retry-After``)."""
+
+    #: The client half-closed: no request comes after those buffered.
+    read_closed = False
 
     transport: Any  # a TCP transport (twisted.internet.tcp.Server)
     send: Any  # write an answer's bytes (see connectionMade)
@@ -267,6 +358,20 @@ class FastChannel(Protocol):
         self.handed_over = False
         self.last_active = 0.0
         self._idle: Any = None
+        #: The transport's bytes are written straight to its socket (see connectionMade).
+        self._direct = False
+        #: Inside next_request: an answer given at once lets its loop go on (no recursion).
+        self._parsing = False
+        #: Registered with the transport until it drains the last answer (see request_done).
+        self._waiting = False
+        #: What of a request still arriving the channel waits for ("head" or "body"), the
+        #: timer that refuses it with 408, and the bytes of it the budget counts.
+        self._phase: str | None = None
+        self._deadline: Any = None
+        self._scanned = 0
+        self._share = 0
+        #: Closes the connection after a refusal, or when an idle close does not finish.
+        self._closer: Any = None
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -277,6 +382,7 @@ class FastChannel(Protocol):
             set_no_delay(True)
         if all(hasattr(transport, a) for a in _DIRECT_WRITE_NEEDS):
             self.send = self._send_now
+            self._direct = True
         else:
             self.send = transport.write
         self.last_active = self.site.clock.seconds()
@@ -305,76 +411,154 @@ class FastChannel(Protocol):
             t.write(data[sent:])
 
     def _check_idle(self) -> None:
+        """Close a connection idle for the site's timeout: no request in flight (an answer
+        still leaving counts as idle) and none arriving (the head and body timers rule it)."""
+        clock = self.site.clock
         timeout = self.site.timeOut
-        idle_for = self.site.clock.seconds() - self.last_active
-        if self.current is None and idle_for >= timeout:
+        idle_for = clock.seconds() - self.last_active
+        current = self.current
+        if (current is None or current.finished) and self._phase is None and idle_for >= timeout:
             self._idle = None
+            self.closing = True
             self.transport.loseConnection()
+            if self._closer is None:
+                self._closer = clock.callLater(ABORT_SECONDS, self.transport.abortConnection)
             return
-        self._idle = self.site.clock.callLater(max(timeout - idle_for, 1.0), self._check_idle)
+        self._idle = clock.callLater(max(timeout - idle_for, 1.0), self._check_idle)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
         self.buffer = self.buffer + data if self.buffer else data
         if self.current is None:
-            self.next_request()
+            self._parsing = True
+            try:
+                self.next_request()
+            finally:
+                self._parsing = False
+            if self._phase is not None or (self.current is None and self.buffer):
+                self._receiving()
         elif len(self.buffer) > MAX_BUFFERED and not self.paused:
             self.paused = True
             self.transport.pauseProducing()
 
+    def _receiving(self) -> None:
+        """After parsing: start or switch the timer of a request still arriving and count its
+        bytes against the budget; end both once it is whole, handed over or refused."""
+        buf = self.buffer
+        if self.current is not None or not buf or self.closing or self.handed_over:
+            self._received()
+            return
+        site = self.site
+        phase = self._phase
+        if phase != "body":
+            end = buf.find(b"\r\n\r\n", max(self._scanned - 3, 0), self.max_head + 4)
+            self._scanned = len(buf)
+            if end >= 0:
+                self._start("body", site.body_timeout)
+            elif phase is None:
+                self._start("head", site.header_timeout)
+        if len(buf) > FREE_REQUEST_BYTES or self._share:
+            budget = site.body_budget
+            share = budget.hold(self._share, len(buf) - FREE_REQUEST_BYTES)
+            if share < 0:
+                self.refuse(503, budget.message(), retry_after=True)
+                return
+            self._share = share
+
+    def _start(self, phase: str, timeout: float) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._phase = phase
+        self._deadline = self.site.clock.callLater(timeout, self._timed_out, phase, timeout)
+
+    def _received(self) -> None:
+        """The request that was arriving is whole (or gone): its timer and share end."""
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        self._phase = None
+        self._scanned = 0
+        if self._share:
+            self.site.body_budget.hold(self._share, 0)
+            self._share = 0
+
+    def _timed_out(self, phase: str, timeout: float) -> None:
+        self._deadline = None
+        if self.handed_over or self.closing or self.current is not None:
+            self._received()  # (stale: the request went on elsewhere)
+            return
+        self.refuse(408, timeout_message(phase, timeout))
+
+    def refuse(self, status: int, message: str, retry_after: bool = False) -> None:
+        """Answer a request still arriving with a JSON error (as api.http.GatewayChannel's
+        refusals), stop reading requests, close after a lingering moment."""
+        self._received()
+        if self.closing:
+            return
+        self.closing = True
+        self.buffer = b""
+        site = self.site
+        if site.on_refused is not None:
+            site.on_refused(self, status, message)
+        body = orjson.dumps({"ERROR": message})
+        self.send(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"%sConnection: close\r\n\r\n%s"
+            % (
+                status,
+                RESPONSES.get(status, b"Error"),
+                len(body),
+                b"Retry-After: 1\r\n" if retry_after else b"",
+                body,
+            )
+        )
+        transport = self.transport
+        if self.paused:
+            self.paused = False
+            transport.resumeProducing()  # read and drop what the client still sends
+        if self._closer is None:
+            self._closer = site.clock.callLater(LINGER_SECONDS, transport.abortConnection)
+        try:
+            transport.loseWriteConnection()
+        except AttributeError:  # a transport that cannot half-close
+            transport.loseConnection()
+
     def next_request(self) -> None:
-        """Parse and answer the buffered requests, one at a time."""
+        """Parse and answer the buffered requests, one at a time.
+
+        A request is taken only in the shape :data:`_HEAD` describes, with a body framed by a
+        ``Content-Length`` twisted.web reads alike (:meth:`_read_head`); at the first request
+        it does not take, the connection goes to twisted.web (:meth:`hand_over`), which
+        answers that request by its own rules. A head still arriving goes there as soon as
+        its lines so far are not the start of a head this channel takes, or it has a bare CR
+        or LF: twisted.web reads a head line by line and refuses a bad line without waiting
+        for the head's end (which never comes for a client that ends its lines with LF)."""
         while self.current is None and self.buffer and not self.closing:
             buf = self.buffer
             end = buf.find(b"\r\n\r\n", 0, self.max_head + 4)
             if end < 0:
-                if len(buf) > self.max_head:
-                    self.hand_over()
-                return
-            head = buf[:end].split(b"\r\n")
-            parts = head[0].split(b" ")
-            if len(parts) != 3:
-                self.hand_over()
-                return
-            method, uri, version = parts
-            path, _, query = uri.partition(b"?")
-            handler = self.handlers.get(path)
-            if (
-                handler is None
-                or method not in FAST_METHODS
-                or version not in (b"HTTP/1.1", b"HTTP/1.0")
-            ):
-                self.hand_over()
-                return
-            headers = _parse_headers(head)
-            if headers is None:
-                self.hand_over()
-                return
-            length = 0
-            declared = headers.get(b"content-length")
-            if declared is not None:
-                if not declared.isdigit() or int(declared) > self.site.max_request_bytes:
-                    self.hand_over()  # refused there, with its JSON 400 or 413
+                if (
+                    len(buf) > self.max_head
+                    or _bare_line_end(buf)
+                    or self._read_head(buf, buf.rfind(b"\r\n")) is None
+                ):
+                    self.hand_over()  # answered there: a JSON 414, or its 400...
                     return
-                length = int(declared)
-            if (
-                method == b"POST"
-                and path == b"/dbform"
-                and headers.get(b"content-type", b"").lower().startswith(b"multipart/")
-            ):
-                self.hand_over()
+                break  # the head is still coming
+            parts = self._read_head(buf, end)
+            if parts is None:
+                self.hand_over()  # another route, method or version, a malformed head...
                 return
+            method, uri, path, query, version, headers, handler, length = parts
             start = end + 4
             if len(buf) < start + length:
-                return  # the body is still coming
+                break  # the body is still coming
             body = buf[start : start + length]
             self.buffer = buf[start + length :]
-            connection = headers.get(b"connection", b"").lower()
-            if version == b"HTTP/1.1":
-                persistent = b"close" not in connection
-            else:
-                persistent = b"keep-alive" in connection
+            persistent = keeps_alive(version, headers.get(b"connection"))
+            if self.read_closed and not self.buffer:
+                persistent = False  # the client has sent its last request
             request = FastRequest(
                 self,
                 method,
@@ -389,31 +573,135 @@ class FastChannel(Protocol):
             )
             self.current = request
             self._process(request, handler)
+        if self.read_closed and self.current is None and not self.closing:
+            # The client half-closed: what is left can never be a whole request.
+            self.closing = True
+            self.transport.loseConnection()
+
+    def _read_head(self, buf: bytes, end: int) -> tuple[Any, ...] | None:
+        """The head in ``buf[:end]`` (whole lines, without the CR LF of the last), as
+        ``(method, uri, path, query, version, headers, handler, body length)``; or None when
+        it is not one this channel takes (twisted.web answers it: its 400 for a malformed
+        head or ``Content-Length``, its 413 for a body over the limit, or its own route)."""
+        if end < 0:
+            return ()  # the request line is still coming
+        head = _HEAD.fullmatch(buf, 0, end)
+        if head is None:
+            return None
+        method, uri, version, fields = head.groups()
+        path, _, query = uri.partition(b"?")
+        handler = self.handlers.get(path)
+        if handler is None:
+            return None
+        headers = _parse_headers(fields)
+        if headers is None:
+            return None
+        length: int | None = 0
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            length = content_length(declared)
+            if length is None or length > self.site.max_request_bytes:
+                return None
+        if method == b"POST" and length:
+            ctype = headers.get(b"content-type")
+            if ctype and (_CONTENT_TYPE.fullmatch(ctype) is None or _is_multipart(ctype)):
+                return None  # read there: a multipart form, or a type read its own way
+        return method, uri, path, query, version, headers, handler, length
+
+    def readConnectionLost(self) -> None:
+        """The client half-closed (``shutdown(SHUT_WR)``) after its last request: the
+        requests it sent are answered, then the connection is closed. With a request in
+        flight, the client may as well have closed altogether: :class:`PeerCheck` tells."""
+        if self.read_closed:
+            return  # the end of the input seen again (reading resumed)
+        self.read_closed = True
+        request = self.current
+        if request is None:
+            self.next_request()  # (closes)
+            return
+        if not self.buffer:
+            request.persistent = False
+        if request.clientproto == b"HTTP/1.1" and not request.headers_sent:
+            self.send(PROBE)
+            PeerCheck(self.site.clock.callLater, self.transport, lambda: self.current is not None)
+
+    def writeConnectionLost(self) -> None:
+        """Not called for TCP (this channel never half-closes its side)."""
 
     def _process(self, request: FastRequest, handler: Any) -> None:
         site = self.site
-        refusal = site.admission(request.path)
+        refusal = site.admission(request)
         if refusal is not None:
-            site.refuse(request, *refusal)
+            site.refuse(request, refusal)
             return
         site.admit(request)
         dispatch(handler, request)
 
     def request_done(self, request: FastRequest) -> None:
-        """The answer to ``request`` is written: go on with the connection."""
+        """The answer to ``request`` is written: go on with the connection, at once when the
+        transport holds less than :data:`HIGH_WATER` of it (nearly always), else once the
+        client has read it (:meth:`resumeProducing`)."""
         site = self.site
-        self.current = None
         self.last_active = site.clock.seconds()
         site.request_finished(request)
         if not request.persistent:
+            self.current = None
             self.closing = True
             self.transport.loseConnection()
+            return
+        t = self.transport
+        if (
+            self._direct
+            and len(t.dataBuffer) - t.offset + t._tempDataLen > HIGH_WATER
+            and t.connected
+            and not t.disconnecting
+        ):
+            # ``current`` stays (finished) until then: nothing else is parsed or answered,
+            # and the socket is not read.
+            self._waiting = True
+            t.registerProducer(self, True)
+            t.producerPaused = True  # (a streaming producer is resumed only if it was paused)
+            if not self.paused:
+                self.paused = True
+                t.pauseProducing()
+            return
+        self.current = None
+        if not self._parsing:  # (else next_request's loop goes on with the next request)
+            self._go_on()
+
+    # IPushProducer: the transport calls these while the channel waits for it to drain.
+
+    def resumeProducing(self) -> None:
+        """The transport has sent everything it held: answer the next request."""
+        if not self._waiting:
+            return
+        self._waiting = False
+        self.transport.unregisterProducer()
+        self.current = None
+        self._go_on()
+
+    def pauseProducing(self) -> None:
+        """Nothing to pause: the channel writes nothing while it waits."""
+
+    def stopProducing(self) -> None:
+        """The connection is going away (connectionLost follows)."""
+        self._waiting = False
+
+    def _go_on(self) -> None:
+        """Read again, and answer what is buffered."""
+        if self.closing:
             return
         if self.paused:
             self.paused = False
             self.transport.resumeProducing()
-        if self.buffer:
-            self.next_request()
+        if self.buffer or self.read_closed:
+            self._parsing = True
+            try:
+                self.next_request()
+            finally:
+                self._parsing = False
+        if self._phase is not None or (self.current is None and self.buffer):
+            self._receiving()
 
     def hand_over(self) -> None:
         """Give the rest of this connection, from the buffered request on, to twisted.web."""
@@ -431,30 +719,133 @@ class FastChannel(Protocol):
         data, self.buffer = self.buffer, b""
         if data:
             channel.dataReceived(data)
+        if self.read_closed:
+            # It answers what it was given, then closes (the client was probed here, when
+            # it half-closed with a request in flight).
+            channel.readConnectionLost(probe=False)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        for call in (self._idle, self._closer):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle = self._closer = None
+        self._received()
+        self._waiting = False
         request, self.current = self.current, None
         if request is not None and not request.finished:
             request.connection_lost(reason)
             self.site.request_abandoned(request)
 
 
-def _parse_headers(head: list[bytes]) -> dict[bytes, bytes] | None:
-    """Header lines to a dict of lower-case names; None for anything this parser leaves to
-    twisted.web (folded or malformed lines, repeated names, bodies it does not read)."""
+#: An interim answer every HTTP/1.1 client skips (RFC 9110 section 15.2: a client must parse
+#: 1xx answers it did not ask for): sent to a client that half-closed with a request in flight,
+#: it makes a client that closed altogether reset the connection.
+PROBE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Seconds from the probe to each check of the socket (the last one repeated).
+PEER_CHECKS = (0.02, 0.1, 0.5, 2.0, 5.0)
+
+
+class PeerCheck:
+    """Finds out whether a client that half-closed with a request in flight is still there.
+
+    TCP tells a half-close (``shutdown(SHUT_WR)``: the client still reads) from a close only
+    once data reaches the client: a closed socket answers with a reset. After :data:`PROBE`,
+    the socket's error is looked at now and then while ``pending()``; a reset aborts the
+    connection (``connectionLost``: the request is abandoned and its place in flight freed,
+    as for any client that leaves before its answer). Without it, a client that gave up and
+    closed would hold its place until its statement ended. (Reading
+    the socket would not tell: after the client's FIN, ``recv`` returns b"" even once the
+    reset has come; ``SO_ERROR`` holds it.)"""
+
+    def __init__(self, call_later: Any, transport: Any, pending: Any) -> None:
+        self.call_later = call_later
+        self.transport = transport
+        self.pending = pending
+        self.step = 0
+        self.call = call_later(PEER_CHECKS[0], self.check)
+
+    def check(self) -> None:
+        transport = self.transport
+        sock = getattr(transport, "socket", None)
+        if sock is None or not transport.connected or transport.disconnecting or not self.pending():
+            return
+        try:
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            error = 1
+        if error:
+            transport.abortConnection()
+            return
+        self.step = min(self.step + 1, len(PEER_CHECKS) - 1)
+        self.call = self.call_later(PEER_CHECKS[self.step], self.check)
+
+
+def timeout_message(phase: str, timeout: float) -> str:
+    """The 408's message when a request's head or body took too long (both channels)."""
+    setting = "--header-timeout" if phase == "head" else "--body-timeout"
+    return (
+        f"the request {phase} did not arrive within {timeout:g} s ({setting}); "
+        "the connection is closed"
+    )
+
+
+def _parse_headers(fields: bytes) -> dict[bytes, bytes] | None:
+    """The header lines of a head :data:`_HEAD` matched (its fourth group: CR LF before each
+    line) to a dict of lower-case names and values stripped of SP and HT, as twisted.web
+    strips them; None for what this parser leaves to twisted.web (more lines than it allows,
+    repeated names, bodies it does not read)."""
     headers: dict[bytes, bytes] = {}
-    for line in head[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name[-1:] in b" \t" or line[:1] in b" \t":
-            return None
+    if not fields:
+        return headers
+    lines = fields[2:].split(b"\r\n")
+    if len(lines) > MAX_HEADERS:
+        return None
+    for line in lines:
+        name, _, value = line.partition(b":")
         key = name.lower()
         if key in headers or key in HAND_OVER_HEADERS:
             return None
         headers[key] = value.strip(b" \t")
     return headers
+
+
+def _is_multipart(ctype: bytes) -> bool:
+    return ctype[:10].lower() == b"multipart/"
+
+
+def _bare_line_end(data: bytes) -> bool:
+    """A CR or an LF in ``data`` that is not part of a CR LF (a CR at the very end may still
+    be). Counted rather than searched: three passes in C, whatever the length."""
+    crlf = data.count(b"\r\n")
+    return data.count(b"\n") != crlf or data.count(b"\r") != crlf + data.endswith(b"\r")
+
+
+def content_length(value: bytes) -> int | None:
+    """A ``Content-Length`` value (stripped of SP and HT) as twisted.web reads it: ASCII
+    digits only (no sign, no hex, no inner space, no list of lengths), else None (its 400).
+    A value of more than 18 significant digits reads as :data:`TOO_LONG`, over every limit,
+    where ``int()`` would raise past 4,300 digits."""
+    if not value.isdigit():
+        return None
+    if len(value) > _MAX_LENGTH_DIGITS:
+        value = value.lstrip(b"0")
+        if len(value) > _MAX_LENGTH_DIGITS:
+            return TOO_LONG
+    return int(value or b"0")
+
+
+def keeps_alive(version: bytes, connection: bytes | None) -> bool:
+    """Whether a connection stays open after the answer to a request (RFC 9112 section 9.3),
+    the rule of both channels: HTTP/1.1 unless ``close`` is one of the ``Connection``
+    options, HTTP/1.0 only with ``keep-alive`` (and no ``close``). The options are the
+    comma-separated tokens of the header, in any case (``Connection: close, TE`` closes, and
+    ``closed`` is not ``close``)."""
+    if not connection:
+        return version == b"HTTP/1.1"
+    options = {option.strip(b" \t").lower() for option in connection.split(b",")}
+    if b"close" in options:
+        return False
+    return version == b"HTTP/1.1" or b"keep-alive" in options
 
 
 def dispatch(handler: Any, request: Any) -> Any:

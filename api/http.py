@@ -2,10 +2,16 @@
 
 Twisted answers an over-long request line with a bare "400 Bad Request" and no body; a
 gateway owes its clients an honest status and a message: 414 for a request line over the
-limit, 413 for a body over it (refused as soon as ``Content-Length`` says so; a chunked body
-is read and dropped past the limit, then refused). After refusing, the channel keeps reading
+limit, 413 for a body over it (refused as soon as ``Content-Length`` says so, or as soon as a
+chunk-size line would take a chunked body past it). After refusing, the channel keeps reading
 and discarding what the client still sends for a moment (a "lingering close"), so the client
 reads the answer instead of a connection reset.
+
+Both channels bound what a client can hold: a request head must arrive within
+``header_timeout`` of its first byte and a body within ``body_timeout`` of the head's end
+(else 408); the bytes of requests still arriving have a budget per worker,
+``max_body_memory`` (else 503 with ``Retry-After``), and no body is spooled to disk; the next
+pipelined request is answered only once the client has read most of the previous answer.
 
 The site also keeps the request lifecycle: each request's start time, the count of requests in
 flight (for a shutdown that drains them), a 503 for requests that arrive while draining, and a
@@ -19,28 +25,118 @@ the first request they do not take; the lifecycle above covers both kinds of req
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import orjson
 from twisted.internet.defer import Deferred
-from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.web.http import RESPONSES, HTTPChannel, _ChunkedTransferDecoder
+from twisted.web.http_headers import Headers
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
-from api.fastpath import DateHeader, FastChannel
+from api.browser import BrowserGuard, EarlyReply, web_header
+from api.fastpath import (
+    CONTENT_TYPE_BREAK,
+    FREE_REQUEST_BYTES,
+    LINGER_SECONDS,
+    PROBE,
+    TOO_LONG,
+    DateHeader,
+    FastChannel,
+    PeerCheck,
+    content_length,
+    keeps_alive,
+    timeout_message,
+)
 
-LINGER_SECONDS = 2.0
+#: Defaults of the bounds (conf.settings has the same): seconds for a head, for a body, and
+#: the bytes of requests still arriving a worker holds.
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 60.0
+MAX_BODY_MEMORY = 64 << 20
 #: Paths whose requests count against the in-flight limit.
 LIMITED_PATHS = frozenset({b"/db", b"/dbform"})
+_RETRY_SOON = ((b"Retry-After", b"1"),)
+DRAINING = EarlyReply(
+    503, "the gateway is shutting down; retry on another instance", _RETRY_SOON, close=True
+)
 
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"ERROR": message})
 
 
+def _bad_partial_line(pending: bytes) -> bool:
+    """A LF, or a CR that is not the buffer's last byte, in the part of a line not yet ended
+    by CR LF: a line twisted.web will refuse (400) once it ends."""
+    return b"\n" in pending or pending.find(b"\r", 0, len(pending) - 1) >= 0
+
+
+class BoundedChunkedDecoder(_ChunkedTransferDecoder):
+    """twisted.web's chunked body decoder with the request size limit applied to each
+    chunk-size line as it is read: a chunk that would take the body past the limit is refused
+    (``too_large``) before any of its data is read. twisted.web's own read a huge chunk size
+    and then its data without end."""
+
+    def __init__(
+        self,
+        data_callback: Callable[[bytes], None],
+        finish_callback: Callable[[bytes], None],
+        limit: int,
+        too_large: Callable[[int], None],
+    ) -> None:
+        super().__init__(data_callback, finish_callback)
+        self.limit = limit
+        self.too_large = too_large
+        #: The sum of the chunk sizes read so far.
+        self.declared = 0
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        if not super()._dataReceived_CHUNK_LENGTH():
+            return False
+        self.declared += self.length
+        if self.declared <= self.limit:
+            return True
+        del self._buffer[:]
+        self.state = "FINISHED"  # nothing more is read
+        self.too_large(self.declared)
+        return False
+
+
+class BodyBudget:
+    """The bytes of requests still arriving that one worker keeps in memory, over every
+    connection of its sites: each connection's share is what it holds of the request it is
+    receiving past its first :data:`api.fastpath.FREE_REQUEST_BYTES`."""
+
+    def __init__(self, limit: int = MAX_BODY_MEMORY) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def hold(self, share: int, wanted: int) -> int:
+        """A connection's share goes from ``share`` to ``wanted`` bytes (none if negative):
+        the new share, or -1, with nothing changed, when it would pass the limit."""
+        wanted = max(wanted, 0)
+        held = self.held - share + wanted
+        if wanted > share and held > self.limit:
+            return -1
+        self.held = held
+        return wanted
+
+    def message(self) -> str:
+        """The 503's message when a request does not fit."""
+        return (
+            "too many large requests are arriving at once: the memory this gateway keeps for "
+            f"them ({self.limit} bytes, --max-body-memory) is taken; retry shortly"
+        )
+
+
 class GatewayRequest(Request):
-    """A request that drops body bytes past the size limit instead of buffering them, knows
-    when it started, and is counted in flight by its site."""
+    """A request whose body stays in memory (never spooled to a file) and is refused past the
+    size limit, knows when it started, and is counted in flight by its site."""
 
     body_too_large = False
     _body_bytes = 0
@@ -59,9 +155,9 @@ class GatewayRequest(Request):
     def process(self) -> None:
         site: Any = self.channel.site  # type: ignore[attr-defined]
         self.started = site.clock.seconds()
-        refusal = site.admission(self.path)
+        refusal = site.admission(self)
         if refusal is not None:
-            site.refuse(self, *refusal)
+            site.refuse(self, refusal)
             return
         site.admit(self)
         super().process()
@@ -72,25 +168,69 @@ class GatewayRequest(Request):
         if site is not None:
             site.request_abandoned(self)
 
+    def gotLength(self, length: int | None) -> None:
+        """twisted.web spools a body over 100 kB to a temporary file, one per request (300
+        uploads held 314 MB of them); here a body stays in memory, where the size limit, the
+        body timeout and the site's budget bound it."""
+        self.content = BytesIO()  # type: ignore[assignment]
+
     def handleContentChunk(self, data: bytes) -> None:
         self._body_bytes += len(data)
         limit = getattr(self.channel, "max_request_bytes", None)
         if limit is not None and self._body_bytes > limit:
-            self.body_too_large = True
+            # (Not reached through GatewayChannel, which refuses before: at the head for a
+            # Content-Length, at the chunk-size line for a chunked body.)
+            if not self.body_too_large:
+                self.body_too_large = True
+                self.channel.refuse(413, f"request body over the limit of {limit} bytes")  # type: ignore[attr-defined]
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """twisted.web reads the Content-Type of a POST with a body through the email
+        package, which raises on a line break of its own (VT, FF, FS, GS, RS or NEL) that the
+        header rules let through: the exception dropped the connection without an answer.
+        Such a request gets the 400 of a malformed one, on both channels (api.fastpath)."""
+        ctype = self.requestHeaders.getRawHeaders(b"Content-Type")
+        content: Any = self.content
+        if command == b"POST" and ctype and CONTENT_TYPE_BREAK.search(ctype[0]):
+            if content.tell():
+                self.channel._respondToBadRequestAndDisconnect()  # type: ignore[union-attr]
+                return
+        super().requestReceived(command, path, version)
 
+
+@implementer(IHalfCloseableProtocol)
 class GatewayChannel(HTTPChannel):
-    """HTTPChannel with a configurable size limit and JSON refusals."""
+    """HTTPChannel with a configurable size limit and JSON refusals, the fast channel's
+    keep-alive rule, a 400 at once for a bare CR or LF in a head, and answers for a client
+    that half-closes."""
 
-    def __init__(self, max_request_bytes: int) -> None:
+    #: The client half-closed: no request comes after those already received.
+    _read_closed = False
+    site: Any  # the GatewaySite (set by Site.buildProtocol)
+
+    def __init__(
+        self,
+        max_request_bytes: int,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
         super().__init__()
         self.max_request_bytes = max_request_bytes
         # The request line carries the whole query string (plus method, path and version).
         self.MAX_LENGTH = max_request_bytes + 8192
         self.totalHeadersSize = self.MAX_LENGTH + 65536
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self._linger: Any = None
+        #: What of a request still arriving the channel waits for ("head" or "body"), the
+        #: timer that refuses it with 408, and the bytes of it the site's budget counts.
+        self._phase: str | None = None
+        self._deadline: Any = None
+        self._share = 0
+        #: A finished request whose requestDone waits for the transport to drain its answer.
+        self._pending_done: Any = None
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.refuse(
@@ -107,12 +247,198 @@ class GatewayChannel(HTTPChannel):
                 f"request body of {self.length} bytes is over the limit of "
                 f"{self.max_request_bytes} bytes",
             )
+            return
+        decoder = self._transferDecoder
+        if type(decoder) is _ChunkedTransferDecoder:
+            self._transferDecoder = BoundedChunkedDecoder(
+                decoder.dataCallback,
+                decoder.finishCallback,
+                self.max_request_bytes,
+                self._chunks_too_large,
+            )
+        if self.length != 0 and self._linger is None:
+            self._start("body", self.body_timeout)
+
+    def _chunks_too_large(self, declared: int) -> None:
+        self.refuse(
+            413,
+            f"request body over the limit of {self.max_request_bytes} bytes (its chunks "
+            f"announce {declared} bytes so far)",
+        )
+
+    def allContentReceived(self) -> None:
+        self._received()
+        if self._linger is not None:
+            return  # refused while its body was arriving: nothing runs
+        super().allContentReceived()
+
+    # Time and memory of a request still arriving (as api.fastpath.FastChannel's).
+
+    def _receiving(self) -> None:
+        """After a read: start the head timer of a request begun, and count the bytes of it
+        held so far (head lines and body) against the site's budget; end both once it is
+        whole or refused."""
+        begun = self.requests or self._buffer
+        if self._handlingRequest or self._linger is not None or not begun:
+            if self._phase is not None or self._share:
+                self._received()
+            return
+        if self._phase is None:
+            self._start("head", self.header_timeout)
+        held = self._receivedHeaderSize + len(self._buffer)
+        if self.requests:
+            held += getattr(self.requests[-1], "_body_bytes", 0)
+        site = getattr(self, "site", None)
+        if site is not None and (held > FREE_REQUEST_BYTES or self._share):
+            budget = site.body_budget
+            share = budget.hold(self._share, held - FREE_REQUEST_BYTES)
+            if share < 0:
+                self.refuse(503, budget.message(), retry_after=True)
+                return
+            self._share = share
+
+    def _start(self, phase: str, timeout: float) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._phase = phase
+        self._deadline = self.callLater(timeout, partial(self._timed_out, phase, timeout))
+
+    def _received(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        self._phase = None
+        if self._share:
+            self.site.body_budget.hold(self._share, 0)
+            self._share = 0
+
+    def _timed_out(self, phase: str, timeout: float) -> None:
+        self._deadline = None
+        if self._linger is None and not self._handlingRequest:
+            self.refuse(408, timeout_message(phase, timeout))
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self.refuse(400, "malformed HTTP request")
 
-    def refuse(self, status: int, message: str) -> None:
+    # Rules shared with the fast channel (api.fastpath), where twisted.web's own differ from
+    # them or leave a client waiting.
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self._busyReceiving:
+            return  # called back while parsing (a request answered at once): only buffered
+        if self.line_mode and self._linger is None and _bad_partial_line(self._buffer):
+            transport: Any = self.transport
+            if not transport.disconnecting:
+                # twisted.web answers 400 to a bare CR or LF in a request line or header,
+                # but only once the line ends with CR LF: a client that ends its lines with
+                # LF alone would wait for the idle timeout.
+                self._respondToBadRequestAndDisconnect()
+        self._receiving()
+        self._close_when_answered()
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        # A Content-Length too long for int() (over 4,300 digits) raised out of twisted.web's
+        # parser, which dropped the connection without an answer.
+        if header == b"Content-Length" and content_length(data) == TOO_LONG:
+            self.refuse(
+                413,
+                f"request body length of {len(data)} digits is over the limit of "
+                f"{self.max_request_bytes} bytes",
+            )
+            self.length = None
+            return False
+        return bool(super()._maybeChooseTransferDecoder(header, data))
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        """The fast channel's keep-alive rule (api.fastpath.keeps_alive). twisted.web's own
+        split ``Connection`` at spaces only (``close, TE`` kept the connection open) and never
+        kept an HTTP/1.0 connection open."""
+        values = request.requestHeaders.getRawHeaders(b"Connection")
+        persistent = keeps_alive(version, b",".join(values) if values else None)
+        if not persistent and version == b"HTTP/1.1":
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        return persistent
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """As on the fast channel: an answer that says ``Connection: close`` closes the
+        connection after it; on HTTP/1.0, a kept-alive connection stays open after an answer
+        with a length (which says ``Connection: keep-alive``), and an answer without one ends
+        with the connection (``Connection: close``)."""
+        if isinstance(headers, Headers):
+            said = headers.getRawHeaders(b"Connection")
+            if said and not keeps_alive(b"HTTP/1.1", b",".join(said)):
+                self.persistent = False
+            elif version == b"HTTP/1.0":
+                if self.persistent and headers.hasHeader(b"Content-Length"):
+                    headers.setRawHeaders(b"Connection", [b"keep-alive"])
+                else:
+                    self.persistent = False
+                    headers.setRawHeaders(b"Connection", [b"close"])
+        super().writeHeaders(version, code, reason, headers)
+
+    # A client that half-closes (shutdown(SHUT_WR)) after its last request. twisted.web took
+    # the end of its input for the end of the connection and dropped the answers.
+
+    def readConnectionLost(self, probe: bool = True) -> None:
+        """The requests already received are answered, then the connection is closed. With a
+        request in flight, the client may as well have closed altogether: PeerCheck tells
+        (unless ``probe`` is false: the fast channel did it before handing over)."""
+        if self._read_closed:
+            return  # the end of the input seen again (reading resumed)
+        self._read_closed = True
+        self._close_when_answered()
+        if probe and self._handlingRequest and self._linger is None and self.requests:
+            request = self.requests[0]
+            if request.clientproto == b"HTTP/1.1" and not request.startedWriting:
+                transport: Any = self.transport
+                transport.write(PROBE)
+                PeerCheck(self.callLater, transport, lambda: self._handlingRequest)
+
+    def writeConnectionLost(self) -> None:
+        """Our side is closed (after a refusal); the lingering read goes on."""
+
+    def requestDone(self, request: Any) -> None:
+        transport: Any = self.transport
+        if (
+            self._waitingForTransport
+            and self.persistent
+            and self._linger is None
+            and transport is not None
+            and not transport.disconnecting
+        ):
+            # The transport holds more than its 64 KiB mark of this answer (it paused us):
+            # the next pipelined request waits until the client has read it. twisted.web
+            # answers it at once, and the next, every answer piling up for a client that
+            # does not read. The socket is not read meanwhile; the idle timeout runs.
+            self._pending_done = request
+            self._networkProducer.pauseProducing()
+            self.setTimeout(self._savedTimeOut)
+            return
+        super().requestDone(request)
+        self._close_when_answered()
+
+    def resumeProducing(self) -> None:
+        """The transport has sent what it held: a request that waited for it is done."""
+        super().resumeProducing()
+        request, self._pending_done = self._pending_done, None
+        if request is not None:
+            self.requestDone(request)
+
+    def _close_when_answered(self) -> None:
+        """Close once the client has half-closed and no request it sent is left to answer
+        (what is left in the buffers can never become a whole request)."""
+        if not self._read_closed or self._busyReceiving:
+            return
+        if self._handlingRequest and self._linger is None:
+            return  # requestDone comes back here
+        transport: Any = self.transport
+        if transport is not None and not transport.disconnecting:
+            self.loseConnection()
+
+    def refuse(self, status: int, message: str, retry_after: bool = False) -> None:
         """Answer with a JSON error, stop reading requests, close after a lingering moment."""
+        self._received()
         if self._linger is not None:
             return
         site = getattr(self, "site", None)
@@ -123,7 +449,8 @@ class GatewayChannel(HTTPChannel):
         transport: Any = self.transport
         transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+            b"%sConnection: close\r\n\r\n%s"
+            % (status, reason, len(body), b"Retry-After: 1\r\n" if retry_after else b"", body)
         )
         # Stop parsing now, the rest of the bytes already received included (LineReceiver
         # goes on through its buffer until the transport is disconnecting).
@@ -144,6 +471,8 @@ class GatewayChannel(HTTPChannel):
     def connectionLost(self, reason: Any = None) -> None:
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
+        self._received()
+        self._pending_done = None
         super().connectionLost(reason)
 
 
@@ -159,11 +488,20 @@ class GatewaySite(Site):
         max_request_bytes: int,
         clock: Any,
         max_in_flight: int = 512,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        body_budget: BodyBudget | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, reactor=clock, **kwargs)
         self.max_request_bytes = max_request_bytes
         self.max_in_flight = max_in_flight
+        #: Seconds a request's head may take from its first byte, and its body from the
+        #: head's end (both channels; past them 408).
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        #: The bytes of requests still arriving that the worker keeps (shared by its sites).
+        self.body_budget = body_budget if body_budget is not None else BodyBudget()
         self.clock = clock
         self.draining = False
         #: Called with each finished request (statistics, access log).
@@ -175,9 +513,11 @@ class GatewaySite(Site):
         #: Path -> handler answered by the fast channel (api.fastpath); empty: twisted.web only.
         self.fast_handlers: dict[bytes, Any] = {}
         self.date_header = DateHeader(clock)
+        #: The Host and cross-site checks of this listener (api.browser); None: none.
+        self.browser: BrowserGuard | None = None
 
     def protocol(self) -> GatewayChannel:  # type: ignore[override]
-        return GatewayChannel(self.max_request_bytes)
+        return GatewayChannel(self.max_request_bytes, self.header_timeout, self.body_timeout)
 
     def buildProtocol(self, addr: Any) -> Any:
         """A fast channel where fast handlers are set (the main port), else twisted.web's."""
@@ -193,25 +533,51 @@ class GatewaySite(Site):
         """Called by Twisted when one of its requests is finished."""
         self.request_finished(request)
 
-    def admission(self, path: bytes) -> tuple[str, bool] | None:
-        """None when a request may start now, else the message of its 503 and whether the
-        connection closes after it (while draining)."""
+    def admission(self, request: Any) -> EarlyReply | None:
+        """None when a request (of either kind) may start now, else the answer to give it at
+        once: a refusal of a request for another Host or another site (api.browser), a CORS
+        preflight's 204, or a 503 while draining or past the in-flight limit.
+
+        Called first for every request, before its SQL is read or its credentials checked.
+        An allowed origin's request goes on with its CORS headers set here."""
+        guard = self.browser
+        if guard is not None:
+            headers = getattr(request, "received_headers", None)  # (the fast channel's dict)
+            verdict = guard.check(
+                request.method,
+                request.path,
+                headers.get if headers is not None else web_header(request),
+            )
+            if verdict is not None:
+                if isinstance(verdict, EarlyReply):
+                    return verdict
+                for name, value in verdict:
+                    request.setHeader(name, value)
         if self.draining:
-            return "the gateway is shutting down; retry on another instance", True
-        if self.in_flight >= self.max_in_flight and path in LIMITED_PATHS:
-            return (
+            return DRAINING
+        if self.in_flight >= self.max_in_flight and request.path in LIMITED_PATHS:
+            return EarlyReply(
+                503,
                 f"too many requests in flight (the limit is {self.max_in_flight}); retry shortly",
-                False,
+                _RETRY_SOON,
             )
         return None
 
-    def refuse(self, request: Any, message: str, close: bool) -> None:
-        """Answer a request :meth:`admission` turned away: a 503 with Retry-After, at once,
-        without running anything (either kind of request)."""
-        request.setHeader(b"Retry-After", b"1")
-        if close:
+    def refuse(self, request: Any, reply: EarlyReply | str, close: bool = False) -> None:
+        """Give a request the answer :meth:`admission` chose, at once, without running
+        anything (either kind of request). A message alone is a 503 with Retry-After."""
+        if isinstance(reply, str):
+            reply = EarlyReply(503, reply, _RETRY_SOON, close)
+        for name, value in reply.headers:
+            request.setHeader(name, value)
+        if reply.close:
             request.setHeader(b"Connection", b"close")
-        request.write(json_error(request, 503, message))
+        if reply.message is None:
+            request.setResponseCode(reply.status)
+            if reply.status not in (204, 304):
+                request.setHeader(b"Content-Length", b"0")
+        else:
+            request.write(json_error(request, reply.status, reply.message))
         request.finish()
 
     # Requests in flight, of either kind (GatewayRequest, api.fastpath.FastRequest).

@@ -152,16 +152,16 @@ def q(obj: Any) -> str:
 
 
 def get_db(obj: Any, version: str = "HTTP/1.1", headers: str = "") -> bytes:
-    return f"GET /db?{q(obj)} {version}\r\nHost: x\r\n{headers}\r\n".encode()
+    return f"GET /db?{q(obj)} {version}\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
 
 
 def get(path: str, version: str = "HTTP/1.1", headers: str = "") -> bytes:
-    return f"GET {path} {version}\r\nHost: x\r\n{headers}\r\n".encode()
+    return f"GET {path} {version}\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
 
 
 def post(path: str, body: bytes, ctype: str = "application/json", headers: str = "") -> bytes:
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
         f"Content-Length: {len(body)}\r\n{headers}\r\n"
     )
     return head.encode() + body
@@ -287,12 +287,13 @@ def test_other_routes_hand_the_connection_over(gateway: Gateway) -> None:
 
 
 def test_head_and_other_methods_go_to_twisted_web(gateway: Gateway) -> None:
-    """HEAD /db is answered with headers only; PUT /db gets a JSON 405; the connection goes on."""
+    """HEAD /db is a 405 (it would run the SQL), headers only; PUT /db gets a JSON 405; the
+    connection goes on."""
     with Conn(gateway.port) as c:
-        c.send(f"HEAD /db?{q({'SQL': 'SELECT 1'})} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        c.send(f"HEAD /db?{q({'SQL': 'SELECT 1'})} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         head = c.read_head()
-        assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nContent-Type: application/json" in head
-        c.send(b"PUT /db HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        assert head.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, POST" in head
+        c.send(b"PUT /db HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}")
         r = c.read()
         assert r.status == 405 and "ERROR" in r.json()
         c.send(get_db({"SQL": "SELECT 1"}))
@@ -357,7 +358,7 @@ def test_chunked_request_body(gateway: Gateway) -> None:
         c.send(get_db({"SQL": "SELECT 1"}))
         assert rows(c.read()) == [[1]]
         c.send(
-            b"POST /db HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /db HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n" + chunks
         )
         assert rows(c.read()) == [["chunked"]]
@@ -370,7 +371,7 @@ def test_expect_100_continue(gateway: Gateway) -> None:
     body = json.dumps({"SQL": "SELECT 100"}).encode()
     with Conn(gateway.port) as c:
         c.send(
-            b"POST /db HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"POST /db HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)
         )
         interim = c.read()
@@ -422,7 +423,7 @@ def test_body_over_the_limit_is_413(limited: Gateway) -> None:
         c.send(get_db({"SQL": "SELECT 1"}))
         assert rows(c.read()) == [[1]]
         c.send(
-            b"POST /db HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /db HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 10000\r\n\r\n" + b"x" * 10000
         )
         r = c.read()
@@ -517,8 +518,8 @@ def test_fast_channel_turns_nagle_off() -> None:
     "request_bytes",
     [
         b"GARBAGE\r\n\r\n",
-        b"GET /db HTTP/2.0\r\nHost: x\r\n\r\n",
-        b"POST /db HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /db HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
+        b"POST /db HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
         b"GET /db?x HTTP/1.1\r\nno colon here\r\n\r\n",
     ],
     ids=["garbage", "version", "length", "header"],
@@ -582,7 +583,7 @@ def test_date_server_and_case_insensitive_headers(gateway: Gateway) -> None:
     body = json.dumps({"SQL": "SELECT 'ci' AS c"}).encode()
     with Conn(gateway.port) as c:
         c.send(
-            b"POST /db HTTP/1.1\r\nhOsT: x\r\ncontent-TYPE: application/json\r\n"
+            b"POST /db HTTP/1.1\r\nhOsT: 127.0.0.1\r\ncontent-TYPE: application/json\r\n"
             b"content-LENGTH: %d\r\nCONNECTION: Keep-Alive\r\n\r\n%s" % (len(body), body)
         )
         r = c.read()

@@ -112,7 +112,7 @@ def test_client_going_away_stops_the_query(mariadb: MariaDB, gateway_factory: An
     sql = "SELECT seq, SLEEP(0.0005) AS z FROM seq_1_to_200000"
     with socket.create_connection(("127.0.0.1", gw.port)) as s:
         s.sendall(
-            f"GET /db?{urllib.parse.quote(json.dumps({'SQL': sql}))} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            f"GET /db?{urllib.parse.quote(json.dumps({'SQL': sql}))} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         )
         received = b""
         while len(received) < 50_000:
