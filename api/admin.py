@@ -3,6 +3,14 @@ probes (``/health``, ``/ready``) and ``/shutdown`` for loopback callers only.
 
 They are served on the main port (as the reference did) and, with ``--admin-port``, on a
 listener of their own, so operators can keep the admin plane off the public port.
+
+With authentication on, monitoring needs an admin user unless ``--protect-admin false``
+(``/stats/log`` shows every user's SQL), and ``/shutdown`` always needs one. ``/shutdown``
+also needs a loopback peer that is not a proxy: a reverse proxy on the same host connects from
+loopback on behalf of anyone, so a request carrying a proxy's headers (``Forwarded``,
+``X-Forwarded-For``, ``Via``...) is refused, whatever they say. (A proxy that adds none of them
+cannot be told from a local client: keep such a proxy off the admin listener, or turn
+authentication on.)
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from api.app import without_head
 from api.http import (
     auth_refusal_headers,
     json_answer,
@@ -31,6 +40,59 @@ from stats.prometheus import render_metrics
 
 #: First path segments that belong to the admin routes.
 ADMIN_SEGMENTS = frozenset({b"stats", b"metrics", b"health", b"ready", b"shutdown"})
+#: Headers a proxy adds to the requests it forwards (standard, de facto, and CDN ones).
+PROXY_HEADERS = tuple(
+    (name.lower().encode("ascii"), name)
+    for name in (
+        "Forwarded",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Server",
+        "X-Real-IP",
+        "Via",
+        "X-Client-IP",
+        "True-Client-IP",
+        "CF-Connecting-IP",
+        "X-Cluster-Client-IP",
+    )
+)
+
+
+def proxy_header(request: Any) -> str | None:
+    """The name of the first proxy header the request carries, or None."""
+    for key, name in PROXY_HEADERS:
+        if request.getHeader(key) is not None:
+            return name
+    return None
+
+
+def require_role_admin(what: str) -> Callable[[Any], Any]:
+    """A callback that passes an admin user on and refuses (403) any other."""
+
+    def check(user: Any) -> Any:
+        if user.role != "admin":
+            raise AuthFailed(403, f"user {user.name} has role {user.role}: {what} needs admin")
+        return user
+
+    return check
+
+
+def readable_without_credentials(
+    main: tuple[str, bool] | None, admin: str | None, protected: bool
+) -> list[str]:
+    """The non-loopback addresses where anyone who reaches them reads /stats* (the start-up
+    warning): ``main`` is the main listener's address and whether it serves the admin
+    routes, ``admin`` the admin listener's address, ``protected`` whether monitoring needs
+    an admin user."""
+    if protected:
+        return []
+    hosts = []
+    if main is not None and main[1]:
+        hosts.append(main[0])
+    if admin is not None:
+        hosts.append(admin)
+    return [host for host in dict.fromkeys(hosts) if not is_loopback_peer(host)]
 
 
 def is_loopback_peer(host: str) -> bool:
@@ -58,15 +120,19 @@ class AdminApp:
         readiness: Callable[[], Deferred[dict[str, str]]],
         shutdown: Callable[[], None],
         drain_timeout: float,
-        guard: Callable[[Any], Deferred[Any]] | None = None,
+        authenticate: Callable[[Any], Deferred[Any]] | None = None,
         peers: Callable[[], Deferred[list[dict[str, Any]]]] | None = None,
+        protect_monitoring: bool = True,
     ) -> None:
         self.stats = stats
         self.readiness = readiness
         self.shutdown = shutdown
         self.drain_timeout = drain_timeout
-        #: When monitoring is protected: checks the request's credentials (admin role).
-        self.guard = guard
+        #: With authentication on: the user of a request's credentials (fails with
+        #: AuthFailed). /shutdown needs an admin whenever it is set.
+        self.authenticate = authenticate
+        #: Monitoring (/stats*, /metrics) needs an admin too (when authentication is on).
+        self.protect_monitoring = protect_monitoring
         #: With several workers: gathers the other workers' exported statistics.
         self.peers = peers
 
@@ -77,10 +143,13 @@ class AdminApp:
             return succeed(own)
         return self.peers().addCallback(self.stats.merged)
 
-    def _guarded(self, request: Any, produce: Callable[[], Any]) -> Any:
-        if self.guard is None:
+    def _guarded(self, request: Any, produce: Callable[[], Any], what: str = "monitoring") -> Any:
+        """``produce()`` for an admin user when authentication is on (monitoring: unless
+        ``protect_monitoring`` is off), else the refusal."""
+        if self.authenticate is None or (what == "monitoring" and not self.protect_monitoring):
             return produce()
-        d = self.guard(request)
+        d = self.authenticate(request)
+        d.addCallback(require_role_admin(what))
         d.addCallback(lambda _: produce())
 
         def refused(failure: Failure) -> bytes:
@@ -160,13 +229,27 @@ class AdminApp:
         return self.readiness().addCallback(answer)
 
     @app.route("/shutdown", methods=["GET", "POST"])
-    def shutdown_(self, request: Any) -> bytes:
-        """Stop the gateway, for loopback peers only: answer, drain, exit 0."""
+    def shutdown_(self, request: Any) -> Any:
+        """Stop the gateway, for loopback peers only (not through a proxy), and with
+        authentication on for admin users only: answer, drain, exit 0."""
+        if request.method == b"HEAD":  # (werkzeug would answer HEAD by shutting down)
+            request.setHeader(b"Allow", b"GET, POST")
+            return json_error(request, 405, "method HEAD not allowed on /shutdown; use GET or POST")
         peer = getattr(request.getClientAddress(), "host", "")
+        refused = "shutdown is allowed from the gateway's own host (loopback) only"
         if not is_loopback_peer(peer):
+            return json_error(request, 403, refused)
+        proxied = proxy_header(request)
+        if proxied is not None:
             return json_error(
-                request, 403, "shutdown is allowed from the gateway's own host (loopback) only"
+                request,
+                403,
+                f"{refused}, not through a proxy: this request carries a proxy's {proxied} "
+                "header, so it came from somewhere else",
             )
+        return self._guarded(request, lambda: self._shut_down(request), "/shutdown")
+
+    def _shut_down(self, request: Any) -> bytes:
         site = getattr(getattr(request, "channel", None), "site", None)
         in_flight = max(0, getattr(site, "in_flight", 1) - 1)
         request.notifyFinish().addBoth(lambda _: self.shutdown())
@@ -181,4 +264,4 @@ class AdminApp:
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request: Any, failure: Failure) -> bytes:
-        return not_allowed(request, failure)
+        return not_allowed(request, without_head(failure))

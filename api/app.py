@@ -63,6 +63,8 @@ class GatewayApp:
     @app.route("/db", methods=["GET", "POST"])
     def db(self, request: Any) -> Any:
         """``GET /db?<URL-encoded JSON>`` or ``POST /db`` with a JSON body."""
+        if request.method == b"HEAD":
+            return self._no_head(request)
         try:
             if request.method == b"POST":
                 obj = loads_json(self._body(request), "request body")
@@ -76,6 +78,8 @@ class GatewayApp:
     @app.route("/dbform", methods=["GET", "POST"])
     def dbform(self, request: Any) -> Any:
         """HTML-form flavour: every field is a member of the request object."""
+        if request.method == b"HEAD":
+            return self._no_head(request)
         try:
             if request.method == b"POST":
                 self._body(request)  # enforces the size limit
@@ -108,9 +112,20 @@ class GatewayApp:
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request: Any, failure: Failure) -> bytes:
-        return not_allowed(request, failure)
+        return not_allowed(request, without_head(failure))
 
     # ----------------------------------------------------------------- helpers
+
+    def _no_head(self, request: Any) -> bytes:
+        """werkzeug answers HEAD on every GET route by running it: here that would run the
+        statement (a write included) and only drop the answer. HEAD is refused instead."""
+        request.setHeader(b"Allow", b"GET, POST")
+        path = request.path.decode("utf-8", "replace")
+        return self._error(
+            request,
+            405,
+            {"ERROR": f"method HEAD not allowed on {path}: it would run the SQL; use GET or POST"},
+        )
 
     def _query(self, request: Any) -> bytes:
         query = getattr(request, "query", None)  # (parsed already by the fast channel)
@@ -196,6 +211,15 @@ class GatewayApp:
     def _error(self, request: Any, status: int, wire: dict[str, Any], fmt: str = "json") -> bytes:
         request.error_message = wire.get("ERROR")
         return self._answer(request, wire, fmt, status)
+
+
+def without_head(failure: Failure) -> Failure:
+    """A 405 of a route that takes POST does not offer HEAD (werkzeug adds it to every GET
+    route): those routes act, and refuse HEAD themselves."""
+    allowed = getattr(failure.value, "valid_methods", None)
+    if allowed and "POST" in allowed:
+        failure.value.valid_methods = sorted(m for m in allowed if m != "HEAD")
+    return failure
 
 
 class _TooLarge(RequestError):

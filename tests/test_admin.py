@@ -194,10 +194,14 @@ def test_admin_listener(mariadb: MariaDB, gateway_factory: Any) -> None:
     assert both.get("/stats").status == 200
 
 
-def test_shutdown_ignores_forwarded_headers(mariadb: MariaDB, gateway_factory: Any) -> None:
-    """From loopback /shutdown is allowed whatever X-Forwarded-For says; the process exits 0."""
+def test_shutdown_refuses_forwarded_headers(mariadb: MariaDB, gateway_factory: Any) -> None:
+    """From loopback /shutdown carrying a proxy's X-Forwarded-For (whatever it says) is a 403:
+    a proxy on this host forwards other hosts' requests; without it the process exits 0."""
     gw = gateway_factory("--backend", mariadb.dsn())
-    reply = gw.get("/shutdown", headers={"X-Forwarded-For": "203.0.113.9", "Host": "example.com"})
+    for forwarded in ("203.0.113.9", "127.0.0.1"):
+        reply = gw.get("/shutdown", headers={"X-Forwarded-For": forwarded})
+        assert reply.status == 403 and "proxy" in reply.json()["ERROR"]
+    reply = gw.get("/shutdown")
     assert reply.status == 200 and reply.json()["shutting_down"] is True
     assert gw.proc is not None and gw.proc.wait(20) == 0
 

@@ -59,7 +59,15 @@ def test_users_and_roles(
     reader = add_user(redis, "reader", "read")
     assert writer not in redis.command("HGETALL", "dbslayer:user:writer")
     gw: Gateway = gateway_factory(
-        "--backend", read_account, "--auth", "--redis", redis.url, "--auth-cache-ttl", "1"
+        "--backend",
+        read_account,
+        "--auth",
+        "--redis",
+        redis.url,
+        "--auth-cache-ttl",
+        "1",
+        "--protect-admin",
+        "false",  # (its /stats is read without credentials below)
     )
     select = {"SQL": "SELECT COUNT(*) FROM notes"}
     assert gw.db(select, headers=bearer(writer)).json()["RESULT"]["ROWS"] == [[2]]
@@ -108,7 +116,14 @@ def test_read_on_shared_account(
     with pytest.raises(RuntimeError, match="backend db1 has no read account"):
         gateway_factory("--backend", mariadb.dsn(), "--auth", "--redis", redis.url)
     gw: Gateway = gateway_factory(
-        "--backend", mariadb.dsn(), "--auth", "--redis", redis.url, "--read-on-shared-account"
+        "--backend",
+        mariadb.dsn(),
+        "--auth",
+        "--redis",
+        redis.url,
+        "--read-on-shared-account",
+        "--protect-admin",
+        "false",  # (its /stats is read without credentials below)
     )
     hidden = gw.db({"SQL": "SELECT sneaky()"}, headers=bearer(reader))
     assert hidden.status == 200 and hidden.json()["MYSQL_ERRNO"] == 1792, hidden
@@ -234,6 +249,8 @@ def test_redis_down_and_back(
         "30",
         "--redis-timeout",
         "1",
+        "--protect-admin",
+        "false",  # (its /stats is read without credentials, Redis down, below)
     )
     ask = {"SQL": "SELECT t FROM notes ORDER BY id", "CACHE": 60}
     assert gw.db(ask, headers=bearer(known)).headers["X-Cache"] == "miss"
