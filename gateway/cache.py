@@ -15,8 +15,10 @@ cached answer serves every FORMAT. Parts, each small and testable without a serv
   sets, objects) are refused with TypeError: such an answer is simply not cached. The document
   carries a format version: an entry written by another version decodes as corrupt (a miss).
 - :class:`MemoryCache` (no Redis configured: a bounded LRU of encoded bytes in process) and
-  :class:`RedisCache` (a Redis hash per key, with a TTL, through an injected store); both
-  answer ``get`` with a fresh decoded Answer, never a shared object.
+  :class:`RedisCache` (a Redis hash per key, with a TTL, through an injected store; the
+  answers one gateway keeps there have a byte budget of their own); both answer ``get`` with a
+  fresh decoded Answer, never a shared object, and both refuse to store an answer over
+  ``max_entry_bytes`` (:class:`EntryTooBig`: it is served, not stored).
 - :class:`SingleFlight`: concurrent misses on one key run the query once.
 - :class:`AnswerCache`: the front door the executor uses (hit / miss / bypass); Redis
   unreachable means the cache is bypassed (fail open), never that the request fails.
@@ -52,6 +54,7 @@ __all__ = [
     "AnswerCache",
     "CacheCorrupt",
     "CacheUnavailable",
+    "EntryTooBig",
     "MemoryCache",
     "RedisCache",
     "SingleFlight",
@@ -83,6 +86,41 @@ class CacheCorrupt(ValueError):
 
 class CacheUnavailable(Exception):
     """The cache store (Redis) could not be reached; the caller bypasses the cache."""
+
+
+class EntryTooBig(Exception):
+    """An answer over the size limit of one entry (or over the whole budget): not stored."""
+
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        super().__init__(
+            f"an answer of {'at least ' if at_least else ''}{size} bytes is over the cache's "
+            f"limit of {limit} bytes"
+        )
+        self.size = size
+        self.limit = limit
+
+
+def check_size(answer: Answer, limit: int | None) -> None:
+    """EntryTooBig when ``answer`` is sure to encode to more than ``limit`` bytes, told without
+    encoding it: every value of a row takes at least two bytes (itself and a separator), so a
+    big result set is refused before its copy as bytes is made."""
+    if limit is None:
+        return
+    smallest = 0
+    for result in answer.results:
+        if isinstance(result, ResultSet):
+            smallest += 2 * len(result.rows) * max(1, len(result.header))
+    if smallest > limit:
+        raise EntryTooBig(smallest, limit, at_least=True)
+
+
+def _encoded_within(answer: Answer, created: float, limit: int | None) -> bytes:
+    """The encoded answer; EntryTooBig past ``limit``, TypeError when it cannot be encoded."""
+    check_size(answer, limit)
+    data = encode_answer(answer, created)
+    if limit is not None and len(data) > limit:
+        raise EntryTooBig(len(data), limit)
+    return data
 
 
 # ------------------------------------------------------------------ decisions
@@ -331,17 +369,24 @@ class MemoryCache:
 
     Bounded by ``max_entries`` and by ``max_bytes`` (the sum of the encoded sizes); the least
     recently used entries go first; an entry bigger than ``max_bytes`` is not stored (and a
-    previous entry under its key is dropped). Expired entries are dropped when read, or when
-    eviction reaches them."""
+    previous entry under its key is dropped), nor one bigger than ``max_entry_bytes`` (the put
+    fails with EntryTooBig then). Expired entries are dropped when read, or when eviction
+    reaches them."""
 
     def __init__(
-        self, clock: Any, *, max_entries: int = 1000, max_bytes: int = 64 * 1024 * 1024
+        self,
+        clock: Any,
+        *,
+        max_entries: int = 1000,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_entry_bytes: int | None = None,
     ) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("a memory cache needs max_entries >= 1 and max_bytes >= 1")
         self.clock = clock
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
         self._entries: OrderedDict[str, tuple[bytes, float, float]] = OrderedDict()
         self._bytes = 0
 
@@ -386,10 +431,13 @@ class MemoryCache:
     def put(self, key: str, answer: Answer, ttl: float) -> Deferred[None]:
         """Store ``answer`` for ``ttl`` seconds (not at all when ttl <= 0), evicting the least
         recently used entries past either bound; fails with TypeError when it cannot be
-        encoded."""
+        encoded, EntryTooBig when it is over ``max_entry_bytes``."""
         created = self.clock.seconds()
         try:
-            data = encode_answer(answer, created)
+            data = _encoded_within(answer, created, self.max_entry_bytes)
+        except EntryTooBig:
+            self._drop(key)
+            return defer.fail()
         except TypeError:
             return defer.fail()
         self._drop(key)
@@ -408,18 +456,128 @@ class MemoryCache:
             self._bytes -= len(entry[0])
 
 
+#: With a budget (``RedisCache.max_bytes``), the entries it covers: a sorted set of entry keys
+#: scored by their expiry (epoch milliseconds), and a hash of the bytes each is charged (field
+#: ``#total``: their sum). Neither is under KEY_PREFIX, so nothing takes them for entries.
+INDEX_KEY = "dbslayer:cache-index"
+SIZES_KEY = "dbslayer:cache-sizes"
+#: Bytes charged for an entry besides its answer and its key (which is stored three times:
+#: entry, index, sizes): Redis's own structures, roughly.
+ENTRY_OVERHEAD = 128
+
+# A put within the budget, in one step (Redis runs a script atomically, so gateways sharing
+# Redis keep one account). Entries past their expiry are gone from Redis by themselves: they
+# leave the account first (a bounded number per put); then the entries due to expire first
+# are deleted until the new one fits. An entry deleted by someone else (or by Redis's own
+# maxmemory policy) stays charged until its expiry: the account errs on the safe side, and
+# mends itself. The index and the sizes expire after the last entry they cover.
+# KEYS: entry, index, sizes. ARGV: answer, created, ttl ms, now ms, expiry ms, charge, budget.
+# Returns 1 (stored) or 0 (the entry alone is over the budget: nothing written).
+_PUT_WITHIN_BUDGET = """
+local now, charge, budget = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if charge > budget then return 0 end
+local total = tonumber(redis.call('HGET', KEYS[3], '#total') or '0')
+local function forget(key)
+  local size = redis.call('HGET', KEYS[3], key)
+  if size then
+    total = total - tonumber(size)
+    redis.call('HDEL', KEYS[3], key)
+  end
+  redis.call('ZREM', KEYS[2], key)
+end
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)) do
+  forget(key)
+end
+forget(KEYS[1])
+while total + charge > budget do
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #first == 0 then
+    total = 0
+    break
+  end
+  forget(first[1])
+  redis.call('DEL', first[1])
+end
+if total < 0 then total = 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'answer', ARGV[1], 'created', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[5], KEYS[1])
+redis.call('HSET', KEYS[3], KEYS[1], ARGV[6], '#total', tostring(total + charge))
+for i = 2, 3 do
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[3])
+  end
+end
+return 1
+"""
+
+
+def redis_memory_warning(info: dict[str, str]) -> str | None:
+    """What an operator should be told about Redis's memory settings (``INFO memory``), or
+    None. Users live in the same Redis with no TTL: a ``maxmemory`` policy that may evict any
+    key (``allkeys-*``) can evict a user, whose token is then refused (401) until the user is
+    added again; a ``volatile-*`` policy evicts only keys with a TTL, such as cached answers."""
+    policy = info.get("maxmemory_policy", "")
+    try:
+        maxmemory = int(info.get("maxmemory", "0") or 0)
+    except ValueError:
+        return None
+    if maxmemory > 0 and policy.startswith("allkeys-"):
+        return (
+            f"Redis evicts any key when it reaches maxmemory (maxmemory-policy {policy}): "
+            "users (which have no TTL) can be evicted with the cached answers; use "
+            "volatile-lru or volatile-ttl, which evict only keys with a TTL"
+        )
+    return None
+
+
+def check_redis_memory(client: Any) -> Deferred[None]:
+    """Read Redis's memory settings once and log a warning if they endanger the users (an
+    INFO that fails or is not allowed is only noted: the cache works without it)."""
+
+    def checked(info: dict[str, str]) -> None:
+        warning = redis_memory_warning(info)
+        if warning is not None:
+            log.warn("WARNING: {warning}", warning=warning)
+
+    def unknown(failure: Failure) -> None:
+        log.info("could not read Redis's memory settings: {error}", error=failure.getErrorMessage())
+
+    d: Deferred[Any] = defer.maybeDeferred(client.info, "memory")
+    return d.addCallbacks(checked, unknown)
+
+
 class RedisCache:
     """The cache in Redis: one hash per key, ``{"answer": encoded bytes, "created": epoch
     text}``, with the TTL set atomically by the store.
+
+    Bounds: an answer over ``max_entry_bytes`` is not stored (EntryTooBig); with ``max_bytes``
+    the entries this cache writes are kept within that many bytes, the ones due to expire
+    first deleted to make room (one Lua script per put: ``store.eval``). The TTL bounds how
+    long anything stays; Redis's own ``maxmemory`` (with a ``volatile-*`` policy, so that
+    users, which have no TTL, are never evicted) is the operator's bound on the whole server.
 
     The store's failures (exceptions of the ``unavailable`` class) become CacheUnavailable;
     other exceptions propagate unchanged (they are bugs, not outages). A corrupt entry, or one
     written by another format version, is a miss (the next put overwrites it)."""
 
-    def __init__(self, store: Any, clock: Any, unavailable: type[Exception]) -> None:
+    def __init__(
+        self,
+        store: Any,
+        clock: Any,
+        unavailable: type[Exception],
+        *,
+        max_entry_bytes: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("a Redis cache budget needs max_bytes >= 1 (or None: no budget)")
         self.store = store
         self.clock = clock
         self.unavailable = unavailable
+        self.max_entry_bytes = max_entry_bytes
+        self.max_bytes = max_bytes
 
     def get(self, key: str, max_age: float) -> Deferred[Answer | None]:
         """The answer under ``key``; None when absent, corrupt or older than ``max_age``."""
@@ -459,17 +617,41 @@ class RedisCache:
 
     def put(self, key: str, answer: Answer, ttl: float) -> Deferred[None]:
         """Store ``answer`` for ``ttl`` seconds (not at all when ttl <= 0); fails with
-        CacheUnavailable when the store does, TypeError when it cannot be encoded."""
+        CacheUnavailable when the store does, TypeError when it cannot be encoded,
+        EntryTooBig when it is over ``max_entry_bytes`` (or alone over ``max_bytes``)."""
         created = self.clock.seconds()
         try:
-            data = encode_answer(answer, created)
-        except TypeError:
+            data = _encoded_within(answer, created, self.max_entry_bytes)
+        except (EntryTooBig, TypeError):
             return defer.fail()
         if ttl <= 0:
             return defer.succeed(None)
+        if self.max_bytes is not None:
+            return self._put_within_budget(key, data, created, ttl)
         mapping: dict[str, bytes | str | int] = {"answer": data, "created": str(created)}
         d = defer.maybeDeferred(self.store.hset_many, key, mapping, ttl=ttl)
         return d.addCallbacks(lambda _: None, self._translate)
+
+    def _put_within_budget(
+        self, key: str, data: bytes, created: float, ttl: float
+    ) -> Deferred[None]:
+        budget = self.max_bytes
+        assert budget is not None
+        ttl_ms = max(1, math.ceil(ttl * 1000))
+        now_ms = math.floor(created * 1000)
+        charge = len(data) + 3 * len(key) + ENTRY_OVERHEAD
+        args: list[bytes | str | int] = [
+            data, str(created), ttl_ms, now_ms, now_ms + ttl_ms, charge, budget
+        ]  # fmt: skip
+        d = defer.maybeDeferred(
+            self.store.eval, _PUT_WITHIN_BUDGET, [key, INDEX_KEY, SIZES_KEY], args
+        )
+
+        def written(stored: Any) -> None:
+            if stored != 1:
+                raise EntryTooBig(charge, budget)
+
+        return d.addCallbacks(written, self._translate)
 
     def _translate(self, failure: Failure) -> Failure:
         if failure.check(self.unavailable):
@@ -544,8 +726,8 @@ class AnswerCache:
     ``fetch`` answers ``(answer, outcome)``: "hit" (served from the cache), "miss" (ran, via
     the single flight, and stored unless it carries an SQL error) or "bypass" (the store is
     unreachable: ran directly, nothing stored). Events ("hit", "miss", "bypass") go to
-    ``on_event`` for the statistics; a put that fails adds a "bypass" event, the answer is
-    still returned as a "miss". The put is not waited for: the answer is encoded at once, and
+    ``on_event`` for the statistics; a put that fails adds a "bypass" event ("too_big" when
+    the answer is over the store's size limit), the answer is still returned as a "miss". The put is not waited for: the answer is encoded at once, and
     the callers get it while the store writes. Each caller gets its own Answer object."""
 
     def __init__(
@@ -662,6 +844,9 @@ class AnswerCache:
         return d.addBoth(lambda _: result)
 
     def _put_failed(self, failure: Failure, key: str) -> None:
+        if failure.check(EntryTooBig):
+            self._event("too_big")  # served, not stored
+            return
         self._event("bypass")
         if not failure.check(CacheUnavailable):
             log.failure("could not cache the answer for {key}", failure, key=key)

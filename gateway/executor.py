@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from gateway.auth import AuthFailed, allowed_backends, authorize_statements
 from gateway.backends import Backend, BackendUnavailable, ConnectionLost, Run
 from gateway.cache import AnswerCache, cache_key, cacheable
+from gateway.fairness import InFlightPerUser
 from gateway.health import HealthChecks
 from gateway.request import HELP, Request, RequestError
 from gateway.results import Answer
@@ -53,6 +54,7 @@ class Executor:
         cache: AnswerCache | None = None,
         max_rows: int | None = None,
         connect_timeout: float = 5.0,
+        user_limit: InFlightPerUser | None = None,
     ) -> None:
         if not backends:
             raise ValueError("an executor needs at least one backend")
@@ -70,6 +72,8 @@ class Executor:
         #: How long a KILL QUERY may take to be answered: past the statement's deadline plus
         #: this, the server counts as frozen (see _kill_overdue).
         self.connect_timeout = connect_timeout
+        #: Requests in flight per user, with their limit (None: no per-user limit).
+        self.user_limit = user_limit
         #: The dialect of the SQL (the embedded SQLite demo has its own).
         self.dialect = (
             "sqlite" if all(b.spec.driver == "sqlite" for b in self.backends) else "mysql"
@@ -88,6 +92,13 @@ class Executor:
             return fail(e)
         if not request.needs_backend:
             return succeed(_decorate(Answer(), request))
+        if user is not None and self.user_limit is not None:
+            # Counted until the work is done (refused at once past the limit, before its SQL
+            # is read): one user never holds every pooled connection.
+            return self.user_limit.run(user.name, lambda: self._execute(request, user, sink))
+        return self._execute(request, user, sink)
+
+    def _execute(self, request: Request, user: Any, sink: Any) -> Deferred[Answer]:
         # The request's SQL is read once, here: every later decision uses these facts.
         facts = request.read(self.dialect)
         read = facts is None or facts.read

@@ -394,6 +394,22 @@ class RedisClient:
             if cursor == 0:
                 return sorted(keys)
 
+    def info(self, section: str) -> Deferred[dict[str, str]]:
+        """INFO ``section``: its ``name:value`` lines as a dict (values as text)."""
+
+        def parse(reply: Any) -> dict[str, str]:
+            text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+            fields: dict[str, str] = {}
+            for line in text.splitlines():
+                name, sep, value = line.partition(":")
+                if sep and not line.startswith("#"):
+                    fields[name.strip()] = value.strip()
+            return fields
+
+        return self._call("INFO", lambda redis: redis.execute_command("INFO", section)).addCallback(
+            parse
+        )
+
     def eval(
         self, script: str, keys: Sequence[str] = (), args: Iterable[bytes | str | int] = ()
     ) -> Deferred[Any]:
@@ -532,14 +548,20 @@ def _transaction(redis: Any, commands: Sequence[Sequence[bytes | str]]) -> Defer
 
 
 class RedisService(Service):
-    """Starts the client with the service tree and stops it (disconnects) with it."""
+    """Starts the client with the service tree and stops it (disconnects) with it;
+    ``on_start`` is called with the client once it is started (a check of the server)."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(
+        self, client: RedisClient, on_start: Callable[[RedisClient], Any] | None = None
+    ) -> None:
         self.client = client
+        self.on_start = on_start
 
     def startService(self) -> None:
         super().startService()
         self.client.start()
+        if self.on_start is not None:
+            self.on_start(self.client)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
