@@ -104,7 +104,7 @@ def load_settings(
 
     try:
         settings = Settings(**values)
-        settings.resolve_backends(require_read_accounts=require_read_accounts)
+        settings.resolve_backends(require_read_accounts=require_read_accounts, environ=environ)
     except SettingError as err:
         raise err.with_source(_describe_source(err, sources)) from None
     return settings

@@ -12,6 +12,11 @@ Option names may use ``-`` or ``_``.  For each group the options ``host``,
 group; other options are ignored (option files carry many client options).  Put
 ``read-user`` and ``read-password`` in the backend's group, not in ``[client]``:
 the ``mariadb``/``mysql`` client programs refuse options they do not know there.
+
+Either password may also be kept elsewhere, as in a DSN: ``password-file`` (a path,
+relative to the option file that names it, like ``!include``), ``password-env`` (a
+variable name), ``read-password-file`` and ``read-password-env``.  A group that gives any
+source of a password replaces the ``[client]`` group's; two sources in one group are refused.
 """
 
 from __future__ import annotations
@@ -20,11 +25,18 @@ import os
 import re
 from collections.abc import Sequence
 
+from conf.dsn import sources_problem
 from conf.settings import BackendSpec, SettingError
 
 MAX_INCLUDE_DEPTH = 10
 _ALIASES = {"db": "database", "default_character_set": "charset"}
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "r": "\r", "s": " ", "\\": "\\", '"': '"', "'": "'"}
+#: The keys that give the main password, then the read account's: a group that gives any of
+#: one set replaces [client]'s whole set.
+_PASSWORD_KEYS = (
+    ("password", "password_file", "password_env"),
+    ("read_password", "read_password_file", "read_password_env"),
+)
 
 Options = dict[str, dict[str, str]]
 
@@ -43,8 +55,19 @@ def read_groups(path: str, groups: Sequence[str]) -> list[BackendSpec]:
         found = options.get(group.lower())
         if found is None:
             raise _error(f"option file {path} has no [{group}] group")
-        specs.append(_spec(group, {**client, **found}, path))
+        specs.append(_spec(group, _merge(client, found), path))
     return specs
+
+
+def _merge(client: dict[str, str], group: dict[str, str]) -> dict[str, str]:
+    """``[client]`` values overridden by the group's; a password source replaces all of them."""
+    merged = {**client, **group}
+    for keys in _PASSWORD_KEYS:
+        if any(key in group for key in keys):
+            for key in keys:
+                if key not in group:
+                    merged.pop(key, None)
+    return merged
 
 
 def _spec(group: str, values: dict[str, str], path: str) -> BackendSpec:
@@ -52,8 +75,15 @@ def _spec(group: str, values: dict[str, str], path: str) -> BackendSpec:
     if not re.fullmatch(r"\d+", port) or not 1 <= int(port) <= 65535:
         raise _error(f"[{group}] port must be an integer from 1 to 65535, got {port!r} in {path}")
     user, read_user = values.get("user", ""), values.get("read_user")
-    if read_user is None and "read_password" in values:
-        raise _error(f"[{group}] read-password needs read-user, the read account, in {path}")
+    for key in _PASSWORD_KEYS[1]:
+        if read_user is None and key in values:
+            spelt = key.replace("_", "-")
+            raise _error(f"[{group}] {spelt} needs read-user, the read account, in {path}")
+    for prefix, keys in zip(("", "read_"), _PASSWORD_KEYS):
+        inline = keys[0].replace("_", "-") if keys[0] in values else None
+        problem = sources_problem(prefix, inline, values, dashes=True)
+        if problem:
+            raise _error(f"[{group}] {problem} in {path}")
     if read_user == "":
         raise _error(f"[{group}] read-user must not be empty in {path}")
     if read_user is not None and read_user == user:
@@ -70,6 +100,10 @@ def _spec(group: str, values: dict[str, str], path: str) -> BackendSpec:
         charset=values.get("charset") or "utf8mb4",
         read_user=read_user or "",
         read_password=values.get("read_password", "") if read_user else "",
+        password_file=values.get("password_file", ""),
+        password_env=values.get("password_env", ""),
+        read_password_file=values.get("read_password_file", "") if read_user else "",
+        read_password_env=values.get("read_password_env", "") if read_user else "",
     )
 
 
@@ -101,6 +135,8 @@ def _read_file(path: str, options: Options, depth: int) -> None:
             raise _error(f"option outside any [group] at {where}")
         else:
             key, value = _option(line, where)
+            if key in ("password_file", "read_password_file") and value:
+                value = os.path.join(os.path.dirname(path), os.path.expanduser(value))
             options[group][key] = value
 
 
