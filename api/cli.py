@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -21,13 +22,18 @@ commands:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # this process's own command line, not a test's arguments
+        hide_passwords_from_ps()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "serve":
-        return serve(rest)
+        try:
+            return serve(rest)
+        except KeyboardInterrupt:  # Ctrl+C before the server's own signal handlers are set
+            return 130
     if command == "users":
         from api.users_cli import main as users_main
 
@@ -40,11 +46,87 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def masked_arguments(args: Sequence[str]) -> list[str]:
+    """``args`` with the password in each URL (alone or as ``--flag=URL``) shown as ``***``."""
+    from conf.settings import mask_password
+
+    masked = []
+    for arg in args:
+        flag, equals, value = arg.partition("=")
+        if arg.startswith("--") and equals:
+            masked.append(flag + equals + mask_password(value))
+        else:
+            masked.append(mask_password(arg))
+    return masked
+
+
+def flags_with_passwords(args: Sequence[str]) -> list[str]:
+    """The flags of ``args`` whose values carry a password, each once, in order."""
+    flags: list[str] = []
+    for previous, arg, shown in zip(["", *args], args, masked_arguments(args)):
+        if shown == arg:
+            continue
+        if arg.startswith("--") and "=" in arg:
+            flag = arg.partition("=")[0]
+        else:
+            flag = previous if previous.startswith("-") else "an argument"
+        if flag not in flags:
+            flags.append(flag)
+    return flags
+
+
+def hide_passwords_from_ps() -> None:
+    """Show this process's command line with its passwords masked.
+
+    ``/proc/PID/cmdline`` (what ``ps`` and ``top`` show) is readable by every local user.
+    ``setproctitle`` rewrites it in place; the kernel name (``/proc/PID/comm``) is put back
+    as it was. Before this runs, for the moment Python takes to start, the password is
+    visible: ``serve`` warns about it. A command line without a password is left as it is.
+    """
+    shown = list(sys.orig_argv)
+    masked = masked_arguments(shown)
+    if masked == shown:
+        return
+    import setproctitle
+
+    name = setproctitle.getthreadtitle()
+    setproctitle.setproctitle(" ".join(masked))
+    setproctitle.setthreadtitle(name)
+
+
+def _warn_passwords_on_command_line(argv: Sequence[str]) -> None:
+    """One line naming the flags that carry a password and where to keep it instead."""
+    from conf.settings import env_var, iter_settings
+
+    flags = flags_with_passwords(argv)
+    if not flags:
+        return
+    advice = []
+    if "--backend" in flags:
+        advice.append(
+            "keep backend passwords in a file (password_file=PATH in the DSN, mode 600) or in "
+            "the environment (password_env=NAME)"
+        )
+    for name, meta, _ in iter_settings():
+        if meta.flag in flags and meta.flag != "--backend":
+            advice.append(f"give {meta.flag} in {env_var(name)} or the --config file")
+    print(
+        f"dbslayer: warning: a password on the command line ({', '.join(flags)}) can be read "
+        "by other local users (ps, /proc/PID/cmdline) until start-up masks it, and stays in "
+        f"shell history: {'; '.join(advice) or 'give it in the --config file'}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def serve(argv: Sequence[str]) -> int:
     """Load the settings, start the services, run the reactor until stopped."""
-    from api.workers import WorkerContext
+    from api.workers import ARGV_ENV, WorkerContext
     from conf.load import SettingError, load_settings
 
+    passed = os.environ.pop(ARGV_ENV, None)
+    if passed is not None:  # a worker: its master passes the arguments out of ps's sight
+        argv = json.loads(passed)
     try:
         settings = load_settings(argv, os.environ)
     except SettingError as e:
@@ -53,6 +135,8 @@ def serve(argv: Sequence[str]) -> int:
 
     workers = settings.workers or os.cpu_count() or 1
     worker = WorkerContext.from_environ(os.environ)
+    if worker is None:
+        _warn_passwords_on_command_line(argv)
     if workers > 1 and worker is None:
         from api.workers import run_master
         from gateway.demo import ensure_demo_database
@@ -81,23 +165,47 @@ def serve(argv: Sequence[str]) -> int:
         service = make_service(settings, reactor, worker)
         service.startService()
     except CannotListenError as e:
+        reason = getattr(e.socketError, "strerror", None) or e.socketError
         print(
-            f"dbslayer: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}",
-            file=sys.stderr,
+            f"dbslayer: cannot listen on {e.interface or '*'}:{e.port}: {reason}", file=sys.stderr
         )
         return 1
-    except OSError as e:  # binding a shared (SO_REUSEPORT) port
-        print(
-            f"dbslayer: cannot listen on {settings.host}:{settings.port}: {e.strerror}",
-            file=sys.stderr,
-        )
+    except OSError as e:  # the access log file, or a socket inherited from the master
+        where = e.filename or f"cannot listen on {settings.host}:{settings.port}"
+        print(f"dbslayer: {where}: {e.strerror}", file=sys.stderr)
         return 1
     except SettingError as e:
         print(f"dbslayer: {e}", file=sys.stderr)
         return 2
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.run()
+    run_until_stopped(reactor)
     return 0
+
+
+def run_until_stopped(reactor: Any) -> None:
+    """Run the reactor until SIGTERM or SIGINT (or ``/shutdown``) stops it, once.
+
+    Twisted's own handlers call ``reactor.stop()`` for every signal, and the second call
+    raises ReactorNotRunning inside the reactor, logged as a traceback: Ctrl+C pressed twice,
+    or a worker that gets the terminal's SIGINT and its master's SIGTERM. These handlers stop
+    it once and log one line per signal. A SIGINT this process was started with ignored (a
+    worker: the master decides) stays ignored."""
+    import signal
+
+    from twisted.logger import Logger
+
+    from api.workers import stop_reactor
+
+    log = Logger(namespace="dbslayer")
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("{signal} received: stopping", signal=signal.Signals(signum).name)
+        reactor.callFromThread(stop_reactor, reactor)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_signal)
+    reactor.run(installSignalHandlers=False)
 
 
 if __name__ == "__main__":

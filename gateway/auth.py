@@ -14,7 +14,6 @@ monitoring routes when they are protected.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -63,7 +62,7 @@ def parse_authorization(header: str | None) -> Credentials:
     if scheme.lower() == "basic" and value:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # (binascii.Error, UnicodeDecodeError, and non-ASCII text)
             raise AuthFailed(401, "malformed Basic credentials") from None
         name, colon, token = decoded.partition(":")
         if not colon or not name or not token:

@@ -44,7 +44,7 @@ from gateway.session import (
     setup_statement,
     transaction_open,
 )
-from gateway.statements import split_statements, to_qmark
+from gateway.statements import split_statements
 
 T = TypeVar("T")
 
@@ -205,12 +205,69 @@ class ParamsMismatch(GatewayError):
 
 
 def params_mismatch(detail: object, server: str) -> ParamsMismatch:
-    """The 400 for PARAMS the driver could not put into the SQL's placeholders."""
+    """The 400 for PARAMS the driver could not put into the SQL's placeholders (``detail``:
+    the formatting error, or its text)."""
+    if isinstance(detail, KeyError):  # (a name the SQL uses that PARAMS lacks)
+        name = detail.args[0] if detail.args else ""
+        text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        detail = f"no value in PARAMS for %({text})s"
+    elif isinstance(detail, Exception) and detail.args:
+        detail = detail.args[0]
     return ParamsMismatch(
         f"PARAMS do not match the placeholders in SQL ({detail}); placeholders are %s or "
         "%(name)s, a literal % is written %%",
         server=server,
     )
+
+
+#: What the driver's %-formatting of SQL with PARAMS raises when they do not fit: a ``%`` that
+#: is not ``%s``, ``%(name)s`` or ``%%`` (ValueError: unsupported format character, incomplete
+#: format), too many or too few values or a mapping for ``%s`` (TypeError, which mysqlclient
+#: turns into ProgrammingError), a name missing from PARAMS (KeyError).
+FORMAT_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, KeyError)
+
+
+def bind_params(cursor: Any, sql: str, params: Any, server: str) -> bytes:
+    """The statement as mysqlclient sends it: ``sql`` in the connection's charset with the
+    escaped PARAMS put in; ParamsMismatch (400) when they do not fit.
+
+    Both MySQL paths (the reactor lane and a pool thread) bind here, so one request gets one
+    answer whichever path takes it. The driver's own formatting decides, not the tokenizer's
+    placeholder facts: mysqlclient %-formats the *whole* text, string literals and comments
+    included, so ``'5%'`` in a literal fails there although the tokenizer (which counts code
+    only) sees one placeholder for one value; only the driver's error is right for the text
+    it will send."""
+    import MySQLdb
+
+    try:
+        query: bytes = cursor._mogrify(sql, params)
+    except UnicodeEncodeError as e:  # (before the FORMAT_ERRORS: it is a ValueError)
+        raise ParamsMismatch(
+            f"SQL cannot be sent in the connection's charset ({e})", server=server
+        ) from None
+    except (MySQLdb.ProgrammingError, *FORMAT_ERRORS) as e:
+        raise params_mismatch(e, server) from None
+    return query
+
+
+def bind_params_sqlite(sql: str, params: Any, server: str) -> tuple[str, Any]:
+    """``sql`` and ``params`` as sqlite3 binds them, put in the way mysqlclient puts PARAMS
+    into MySQL's SQL (see :func:`bind_params`), so that the demo answers what MySQL answers:
+    the whole text is a %-format (as bytes, as the driver formats it), literals and comments
+    included; each ``%s`` becomes ``?``, each ``%(name)s`` a ``:pN`` parameter (any JSON key
+    may be a name), each ``%%`` a ``%``. ParamsMismatch (400) where the driver would fail."""
+    marks: Any
+    if isinstance(params, dict):
+        marks = {str(key).encode("utf-8"): b":p%d" % i for i, key in enumerate(params)}
+        args: Any = {f"p{i}": value for i, value in enumerate(params.values())}
+    else:
+        marks = tuple(b"?" for _ in params)
+        args = tuple(params)
+    try:
+        text = sql.encode("utf-8", "surrogatepass") % marks
+    except FORMAT_ERRORS as e:
+        raise params_mismatch(e, server) from None
+    return text.decode("utf-8", "surrogatepass"), args
 
 
 def sql_error(e: BaseException, errno: int) -> SQLError:
@@ -936,16 +993,16 @@ class MySQLBackend:
         cursor = conn.cursor(_sent_cursor() if already_sent else SSCursor)
         cut = False
         try:
+            if already_sent:  # (the lane bound and sent it: the cursor only reads the answer)
+                query: Any = request.sql
+            else:
+                query = bind_params(cursor, request.sql or "", request.params, self.name)
             try:
                 sent[0] = True
-                cursor.execute(request.sql, request.params)
+                cursor.execute(query)
             except MySQLdb.OperationalError as e:
                 if _mysql_errno(e) == 2006:  # "gone away" while sending: nothing reached it
                     sent[0] = False
-                raise
-            except MySQLdb.ProgrammingError as e:
-                if _mysql_errno(e) is None:  # raised by the driver's % formatting
-                    raise params_mismatch(e.args[0], self.name) from None
                 raise
             while True:
                 if cursor.description is not None and run_sink_wanted(run, answer):
@@ -1109,7 +1166,8 @@ class SQLitePool(BackendPool):
 class SQLiteBackend:
     """A SQLite file through the same interface (the embedded demo); one connection, since
     SQLite serialises writers anyway. Statements are split here and run one by one; ``%s``
-    and ``%(name)s`` placeholders are rewritten to sqlite3's own."""
+    and ``%(name)s`` placeholders are rewritten to sqlite3's own, as mysqlclient reads them
+    (:func:`bind_params_sqlite`)."""
 
     def __init__(self, spec: BackendSpec, reactor: Any) -> None:
         self.name = spec.name
@@ -1169,19 +1227,20 @@ class SQLiteBackend:
         self, conn: sqlite3.Connection, request: Request, run: Run, answer: Answer
     ) -> None:
         if request.sql is not None:
-            statements = split_statements(request.sql, "sqlite")
+            sql, params = request.sql, request.params
+            if params is not None:
+                sql, params = bind_params_sqlite(sql, params, self.name)
+            statements = split_statements(sql, "sqlite")
             if request.params is not None and len(statements) > 1:
                 raise ParamsMismatch("PARAMS apply to a single statement", server=self.name)
             if request.rollback_on_error:
                 conn.execute("BEGIN")
             for statement in statements:
                 try:
-                    if self._run_one(conn, statement, request.params, answer, run.max_rows):
+                    if self._run_one(conn, statement, params, answer, run.max_rows):
                         break  # cut by the row limit: the statements after it do not run
                 except sqlite3.ProgrammingError as e:
-                    raise ParamsMismatch(
-                        f"PARAMS do not match the placeholders in SQL ({e})", server=self.name
-                    ) from None
+                    raise params_mismatch(e, self.name) from None
                 except sqlite3.Error as e:
                     answer.error = SQLError(int(getattr(e, "sqlite_errorcode", None) or 1), str(e))
                     break
@@ -1208,8 +1267,7 @@ class SQLiteBackend:
         """Run one statement; True when its rows were cut by the row limit."""
         cursor = conn.cursor()
         try:
-            args = () if params is None else params
-            cursor.execute(to_qmark(statement, "sqlite") if params is not None else statement, args)
+            cursor.execute(statement, () if params is None else params)
             if cursor.description is not None:
                 rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
                 cut = max_rows is not None and len(rows) > max_rows

@@ -38,8 +38,8 @@ from gateway.backends import (
     Run,
     Slot,
     _mysql_errno,
+    bind_params,
     is_client_errno,
-    params_mismatch,
     sql_error,
     timed_out,
 )
@@ -150,16 +150,20 @@ class ReactorLane:
         try:
             if request.params is None:
                 sql = request.sql.encode(conn.encoding)  # type: ignore[union-attr]
-            else:
-                sql = conn.cursor()._mogrify(request.sql, request.params)
-        except (MySQLdb.ProgrammingError, TypeError, ValueError, KeyError) as e:
+            else:  # (the thread path binds with the same function: the same 400 either way)
+                sql = bind_params(conn.cursor(), request.sql or "", request.params, self.name)
+        except ParamsMismatch as e:
             # (given back on the next turn: a queue of such requests must not recurse)
             self.reactor.callLater(0, self.pool.give_back, slot)
-            d.errback(params_mismatch(e, self.name))
+            d.errback(e)
             return
         except UnicodeEncodeError as e:
             self.reactor.callLater(0, self.pool.give_back, slot)
-            d.errback(ParamsMismatch(f"SQL cannot be sent in the connection's charset ({e})"))
+            d.errback(
+                ParamsMismatch(
+                    f"SQL cannot be sent in the connection's charset ({e})", server=self.name
+                )
+            )
             return
         run.thread_id = conn.thread_id()
         try:
