@@ -7,6 +7,7 @@ requests in flight finish (bounded by ``drain_timeout``), then the pools close.
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import IO, Any
 
@@ -17,19 +18,21 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from api.admin import ADMIN_SEGMENTS, AdminApp, is_loopback_peer
+from api.admin import ADMIN_SEGMENTS, AdminApp, is_loopback_peer, readable_without_credentials
 from api.app import GatewayApp
+from api.browser import BrowserGuard
 from api.fastpath import dispatch
-from api.http import GatewaySite, authorization
+from api.http import BodyBudget, GatewaySite, authorization, json_error
 from api.observe import RequestRecorder
 from api.peers import PeerStats
-from api.workers import WorkerContext, reuseport_socket
+from api.workers import BACKLOG, WorkerContext, stop_reactor
 from conf.settings import BackendSpec, Settings
-from gateway.auth import Authenticator, require_admin
+from gateway.auth import Authenticator
 from gateway.backends import open_backend
-from gateway.cache import AnswerCache, MemoryCache, RedisCache
+from gateway.cache import AnswerCache, MemoryCache, RedisCache, check_redis_memory
 from gateway.demo import ensure_demo_database
 from gateway.executor import Executor
+from gateway.fairness import InFlightPerUser, user_limit
 from gateway.health import HealthChecks, HealthPolicy, HealthTracker
 from gateway.redis import RedisClient, RedisService, RedisUnavailable
 from gateway.router import BackendStatus, Router
@@ -66,6 +69,32 @@ class MainResource(Resource):
         return self.gateway.render(request)
 
 
+class Utf8Front(Resource):
+    """A Klein resource behind a check that the Host and the (percent-decoded) path it will
+    decode as UTF-8 are UTF-8.
+
+    Klein decodes both before routing; on bytes that are not UTF-8 it logs a traceback per
+    request and answers a plain-text 400. Here such a request gets a JSON 400 and no log
+    line beyond the access log's."""
+
+    isLeaf = True
+
+    def __init__(self, klein: Any) -> None:
+        super().__init__()
+        self.klein = klein
+
+    def render(self, request: Any) -> Any:
+        try:
+            request.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            return json_error(request, 400, "the Host header is not valid UTF-8")
+        try:
+            b"/".join(request.prepath + request.postpath).decode("utf-8")
+        except UnicodeDecodeError:
+            return json_error(request, 400, "the path is not valid UTF-8 (once %-decoded)")
+        return self.klein.render(request)
+
+
 class HTTPService(Service):
     """Listens on one address; ``port`` is the listening port once started."""
 
@@ -76,11 +105,12 @@ class HTTPService(Service):
         host: str,
         port: int,
         reactor: Any,
-        reuse_port: bool = False,
+        fd: int | None = None,
     ) -> None:
         self.setName(name)
-        #: Share the port with the other workers of this server (SO_REUSEPORT).
-        self.reuse_port = reuse_port
+        #: A listening socket inherited from the master (api.workers), shared with the other
+        #: workers of this server; None: bind ``host:port`` here.
+        self.fd = fd
         self.site = site
         self.host = host
         self.requested_port = port
@@ -92,17 +122,16 @@ class HTTPService(Service):
         return int(self.listening.getHost().port) if self.listening else self.requested_port
 
     def startService(self) -> None:
-        if self.reuse_port:
-            sock = reuseport_socket(self.host, self.requested_port)
-            sock.listen(1024)
-            sock.setblocking(False)
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            sock = socket.socket(fileno=fd)  # (the family is read from the descriptor)
             try:
                 self.listening = self.reactor.adoptStreamPort(sock.fileno(), sock.family, self.site)
             finally:
                 sock.close()  # the reactor holds its own copy of the descriptor
         else:
             self.listening = self.reactor.listenTCP(
-                self.requested_port, self.site, interface=self.host
+                self.requested_port, self.site, backlog=BACKLOG, interface=self.host
             )
         super().startService()
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -221,22 +250,38 @@ def make_service(
         _health_policy(settings),
         on_change=lambda name, old, new: stats.record_state_change(name, new),
     )
-    redis = None
+    redis = users_redis = None
     if settings.redis_url:
-        redis = RedisClient(
-            settings.redis_url,
-            reactor,
-            timeout=settings.redis_timeout,
-            on_error=lambda reason: stats.record_event("redis", "errors"),
-        )
+
+        def redis_client() -> RedisClient:
+            return RedisClient(
+                settings.redis_url,
+                reactor,
+                timeout=settings.redis_timeout,
+                on_error=lambda reason: stats.record_event("redis", "errors"),
+            )
+
+        redis = redis_client()
+        if settings.auth:
+            # User look-ups have a connection (and a circuit breaker) of their own: on the
+            # cache's they would wait behind its big replies, in order, and fail (503) when
+            # cache traffic saturates it.
+            users_redis = redis_client()
     store: MemoryCache | RedisCache
     if redis is not None:
-        store = RedisCache(redis, reactor, RedisUnavailable)
+        store = RedisCache(
+            redis,
+            reactor,
+            RedisUnavailable,
+            max_entry_bytes=settings.cache_max_entry_bytes,
+            max_bytes=settings.cache_redis_bytes or None,
+        )
     else:
         store = MemoryCache(
             reactor,
             max_entries=settings.cache_memory_entries,
             max_bytes=settings.cache_memory_bytes,
+            max_entry_bytes=settings.cache_max_entry_bytes,
         )
     cache = AnswerCache(
         store,
@@ -246,9 +291,9 @@ def make_service(
         on_event=lambda outcome: stats.record_event("cache", outcome),
     )
     authenticator = None
-    if settings.auth and redis is not None:
+    if settings.auth and users_redis is not None:
         authenticator = Authenticator(
-            UserStore(redis),
+            UserStore(users_redis),
             reactor,
             ttl=settings.auth_cache_ttl,
             unavailable=RedisUnavailable,
@@ -264,6 +309,12 @@ def make_service(
         cache=cache,
         max_rows=settings.max_rows,
         connect_timeout=settings.connect_timeout,
+        # (without authentication there is one anonymous user: --max-in-flight is the limit)
+        user_limit=(
+            InFlightPerUser(user_limit(settings.max_user_in_flight, settings.pool_max))
+            if authenticator is not None
+            else None
+        ),
     )
     stats.backend_info = executor.backend_info
 
@@ -278,38 +329,45 @@ def make_service(
         if worker is not None:
             worker.stop_server()  # the master stops every worker, this one included
         else:
-            reactor.callLater(0, reactor.stop)
+            reactor.callLater(0, stop_reactor, reactor)
 
     def readiness() -> Deferred[dict[str, str]]:
         names = [b.name for b in backends]
         d = DeferredList([health.check_now(name) for name in names], consumeErrors=True)
         return d.addCallback(lambda _: {name: router.status(name).state for name in names})
 
-    guard = None
-    if authenticator is not None and settings.protect_admin:
+    admin_user = None
+    if authenticator is not None:
         checker = authenticator
 
-        def guard(request: Any) -> Deferred[Any]:
-            return checker.authenticate(authorization(request)).addCallback(require_admin)
+        def admin_user(request: Any) -> Deferred[Any]:
+            return checker.authenticate(authorization(request))
 
     admin = AdminApp(
         stats,
         readiness,
         shutdown,
         settings.drain_timeout,
-        guard,
+        admin_user,
         peers=peers.gather if peers is not None else None,
+        protect_monitoring=settings.protect_admin,
     )
     stats.in_flight = lambda: sum(site.in_flight for site in sites)
 
-    def site_for(resource: Any) -> GatewaySite:
+    body_budget = BodyBudget(settings.max_body_memory)  # (shared by the main and admin ports)
+
+    def site_for(resource: Any, host: str) -> GatewaySite:
         site = GatewaySite(
             resource,
             settings.max_request_bytes,
             reactor,
             settings.max_in_flight,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            body_budget=body_budget,
             timeout=settings.idle_timeout,
         )
+        site.browser = BrowserGuard(host, settings.allowed_hosts, settings.allowed_origins)
         site.on_finished = recorder.finished
         site.on_refused = recorder.refused
         sites.append(site)
@@ -320,27 +378,31 @@ def make_service(
     health.setServiceParent(top)
     if peers is not None:
         peers.setServiceParent(top)
-    if redis is not None:
-        redis_service = RedisService(redis)
-        redis_service.setName("redis")
-        redis_service.setServiceParent(top)
+    for name, client in (("redis", redis), ("redis-users", users_redis)):
+        if client is not None:
+            check = check_redis_memory if client is redis else None
+            redis_service = RedisService(client, on_start=check)
+            redis_service.setName(name)
+            redis_service.setServiceParent(top)
     main = MainResource(
-        gateway, gateway.resource(), admin.resource() if settings.admin_on_main_port else None
+        gateway,
+        Utf8Front(gateway.resource()),
+        Utf8Front(admin.resource()) if settings.admin_on_main_port else None,
     )
-    shared = worker is not None
-    main_site = site_for(main)
+    inherited = worker.fds if worker is not None else {}
+    main_site = site_for(main, settings.host)
     main_site.fast_handlers = dict(main.direct)
     HTTPService(
-        "http", main_site, settings.host, settings.port, reactor, reuse_port=shared
+        "http", main_site, settings.host, settings.port, reactor, fd=inherited.get("http")
     ).setServiceParent(top)
     if settings.admin_port:
         HTTPService(
             "admin",
-            site_for(admin.resource()),
+            site_for(Utf8Front(admin.resource()), settings.admin_host),
             settings.admin_host,
             settings.admin_port,
             reactor,
-            reuse_port=shared,
+            fd=inherited.get("admin"),
         ).setServiceParent(top)
     for host in {settings.host} | ({settings.admin_host} if settings.admin_port else set()):
         if not is_loopback_peer(host) and authenticator is None:
@@ -350,6 +412,19 @@ def make_service(
                 "on the backends.",
                 host=host,
             )
+    open_monitoring = readable_without_credentials(
+        (settings.host, settings.admin_on_main_port),
+        settings.admin_host if settings.admin_port else None,
+        protected=authenticator is not None and settings.protect_admin,
+    )
+    if open_monitoring:
+        log.warn(
+            "WARNING: /stats, /stats/log (every client's SQL), /stats/errors and /metrics can "
+            "be read without credentials on {hosts}, which is not a loopback address; turn on "
+            "--auth (with --protect-admin, its default), or serve the admin routes on a "
+            "loopback --admin-host with --admin-on-main-port false.",
+            hosts=", ".join(open_monitoring),
+        )
     return top
 
 

@@ -8,6 +8,7 @@ the per-field checks run as attrs validators, so validation lives here only.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -51,8 +52,12 @@ class SettingError(Exception):
 
 _CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:]*):(.*)@")
 # Any query key that looks like a password (password, read_password, passwd, pwd, a misspelt
-# pasword...): its value is masked whether or not the key is one the DSN parser accepts.
-_QUERY_SECRET = re.compile(r"(?i)([?&][^=&]*(?:pas|pw|secret)[^=&]*=)[^&]*")
+# pasword...): its value is masked whether or not the key is one the DSN parser accepts. The
+# keys naming where a password is kept ((read_)password_file and _env, spelt exactly) hold a
+# path or a variable name, left visible.
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&](?!(?-i:(?:read_)?password_(?:file|env))=)[^=&]*(?:pas|pw|secret)[^=&]*=)[^&]*"
+)
 
 
 def mask_password(dsn: str) -> str:
@@ -93,7 +98,7 @@ class SettingMeta:
     section: str
     flag: str
     help: str
-    kind: str = "str"  # str | choice | groups | path | int | float | list | bool
+    kind: str = "str"  # str | choice | groups | path | int | float | list | bool | hosts | origins
     low: int | None = None
     high: int | None = None
     shown_default: str | None = None
@@ -104,6 +109,8 @@ class SettingMeta:
         if self.kind == "list":
             ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
             return None if ok else f"must be a list of DSN strings, got {_describe(value)}"
+        if self.kind in _NAME_LISTS:
+            return _name_list_problem(self.kind, value)
         if self.kind == "int":
             ok = isinstance(value, int) and not isinstance(value, bool)
             if ok and self.low is not None and value < self.low:  # type: ignore[operator]
@@ -141,6 +148,8 @@ class SettingMeta:
         """
         if self.kind == "list":
             return tuple(text.split())
+        if self.kind in _NAME_LISTS:
+            return tuple(part for part in re.split(r"[\s,]+", text) if part)
         if self.kind == "int" and re.fullmatch(r"\s*[+-]?\d+\s*", text):
             return int(text)
         if self.kind == "bool":
@@ -161,9 +170,43 @@ class SettingMeta:
         """Normalise a TOML value (list to tuple, integer to float for seconds)."""
         if self.kind == "list" and isinstance(value, list):
             return tuple(value)
+        if self.kind in _NAME_LISTS and isinstance(value, (list, str)):
+            return self.from_text(value) if isinstance(value, str) else tuple(value)
         if self.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         return value
+
+
+#: Kinds of the settings that are lists of names (comma- or space-separated as text).
+_NAME_LISTS = ("hosts", "origins")
+_HOST_NAME = re.compile(r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+_ORIGIN = re.compile(r"(?i)https?://(\[[0-9a-f:.]+\]|[a-z0-9_-]+(\.[a-z0-9_-]+)*)(:\d{1,5})?/?")
+
+
+def _name_list_problem(kind: str, value: object) -> str | None:
+    """Why ``value`` is not a list of host names (``hosts``) or of origins (``origins``)."""
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        return f"must be a list of names, got {_describe(value)}"
+    for entry in value:
+        if kind == "hosts":
+            ok = entry == "*" or _HOST_NAME.fullmatch(entry) is not None
+            if not ok:
+                try:
+                    ipaddress.ip_address(entry.strip("[]"))
+                    ok = True
+                except ValueError:
+                    pass
+            if not ok:
+                return (
+                    "must list host names or IP addresses without a port or scheme (like "
+                    f"gw.example.com, .example.com for a domain, 10.0.0.5, or *), got {entry!r}"
+                )
+        elif _ORIGIN.fullmatch(entry) is None:
+            return (
+                "must list origins as scheme://host[:port] with the scheme http or https and "
+                f"no path (like https://app.example.com), got {entry!r}"
+            )
+    return None
 
 
 def _validate(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -206,6 +249,14 @@ class BackendSpec:
     #: empty = none. Its password, like the main one, is never shown.
     read_user: str = ""
     read_password: str = attrs.field(default="", repr=False)
+    #: Where a password is kept instead of the DSN or option file itself: a file (its path) or
+    #: an environment variable (its name); at most one source per password. ``parse_dsn`` and
+    #: ``read_groups`` only record them; ``Settings.resolve_backends`` reads them into
+    #: ``password`` and ``read_password`` (``conf.dsn.load_passwords``).
+    password_file: str = ""
+    password_env: str = ""
+    read_password_file: str = ""
+    read_password_env: str = ""
 
     @property
     def has_read_account(self) -> bool:
@@ -213,7 +264,11 @@ class BackendSpec:
         return bool(self.read_user)
 
     def display(self) -> str:
-        """A DSN-like string without either password, for logs; ``parse_dsn`` reads it back."""
+        """A DSN-like string without either password, for logs; ``parse_dsn`` reads it back.
+
+        It shows where a password is kept (``password_file``, ``password_env``...): a path or a
+        variable name, not a secret.
+        """
         from urllib.parse import quote
 
         query: list[tuple[str, str]] = []
@@ -236,8 +291,15 @@ class BackendSpec:
                 query.append(("weight", str(self.weight)))
             if self.charset != "utf8mb4":
                 query.append(("charset", self.charset))
-            if self.read_user:
-                query.append(("read_user", self.read_user))
+            for key in (
+                "password_file",
+                "password_env",
+                "read_user",
+                "read_password_file",
+                "read_password_env",
+            ):
+                if getattr(self, key):
+                    query.append((key, getattr(self, key)))
         query.insert(0, ("name", self.name))
         return location + "?" + "&".join(f"{k}={quote(v, safe='/:')}" for k, v in query)
 
@@ -247,6 +309,25 @@ class Settings:
     """Every setting of the gateway, validated on construction."""
 
     host: str = _setting("127.0.0.1", "server", "--host", "address to listen on")
+    allowed_hosts: tuple[str, ...] = _setting(
+        (),
+        "server",
+        "--allowed-hosts",
+        "names (comma-separated) the gateway answers to besides its listen address, localhost "
+        "and loopback addresses; .example.com: the domain and its subdomains; *: any. Any "
+        "other Host gets 400 (DNS rebinding)",
+        kind="hosts",
+        shown_default="none",
+    )
+    allowed_origins: tuple[str, ...] = _setting(
+        (),
+        "server",
+        "--allowed-origins",
+        "origins (scheme://host[:port], comma-separated) whose web pages may call the gateway "
+        "(CORS); a request a browser sends for any other site gets 403",
+        kind="origins",
+        shown_default="none",
+    )
     port: int = _setting(
         9090,
         "server",
@@ -281,6 +362,17 @@ class Settings:
         kind="int",
         low=1,
     )
+    max_user_in_flight: int = _setting(
+        0,
+        "server",
+        "--max-user-in-flight",
+        "with auth on, most /db and /dbform requests one user may have in flight (per worker); "
+        "beyond it 429 with Retry-After at once. 0 = pool_max - 1 (at least 1), so one user "
+        "never holds every pooled connection",
+        kind="int",
+        low=0,
+        shown_default="0 (pool_max - 1)",
+    )
     max_rows: int = _setting(
         100000,
         "server",
@@ -296,6 +388,32 @@ class Settings:
         "seconds a keep-alive connection may stay idle before the gateway closes it "
         "(a request in flight is never cut)",
         kind="float",
+    )
+    header_timeout: float = _setting(
+        10.0,
+        "server",
+        "--header-timeout",
+        "seconds a request's head (request line and headers) may take to arrive, counted from "
+        "its first byte however slowly it trickles; past it 408 and the close",
+        kind="float",
+    )
+    body_timeout: float = _setting(
+        60.0,
+        "server",
+        "--body-timeout",
+        "seconds a request's body may take to arrive, counted from the end of its head; past "
+        "it 408 and the close",
+        kind="float",
+    )
+    max_body_memory: int = _setting(
+        67108864,
+        "server",
+        "--max-body-memory",
+        "bytes of requests still arriving that a worker keeps in memory, past each "
+        "connection's first 16 KiB; a request that would pass it gets 503 with Retry-After "
+        "(at least --max-request-bytes)",
+        kind="int",
+        low=1024,
     )
     drain_timeout: float = _setting(
         30.0,
@@ -523,11 +641,13 @@ class Settings:
         key="cache_ttl",
     )
     protect_admin: bool = _setting(
-        False,
+        True,
         "auth",
         "--protect-admin",
-        "with auth on, /stats* and /metrics need an admin user too",
+        "with auth on, /stats* and /metrics need an admin user too (false: anyone who reaches "
+        "the port reads them, other users' SQL included); /shutdown needs one either way",
         kind="bool",
+        shown_default="true (matters only with auth on)",
     )
     read_on_shared_account: bool = _setting(
         False,
@@ -574,8 +694,35 @@ class Settings:
         low=1024,
         key="memory_bytes",
     )
+    cache_max_entry_bytes: int = _setting(
+        1024 * 1024,
+        "cache",
+        "--cache-max-entry-bytes",
+        "largest answer the cache stores (its encoded size); a bigger one is served but not "
+        "stored",
+        kind="int",
+        low=1024,
+        key="max_entry_bytes",
+    )
+    cache_redis_bytes: int = _setting(
+        256 * 1024 * 1024,
+        "cache",
+        "--cache-redis-bytes",
+        "most bytes of answers the cache keeps in Redis (the entries due to expire first make "
+        "room); 0 = no bound but Redis's own maxmemory",
+        kind="int",
+        low=0,
+        key="redis_bytes",
+    )
 
     def __attrs_post_init__(self) -> None:
+        if self.max_body_memory < self.max_request_bytes:
+            raise SettingError(
+                "max_body_memory",
+                f"must be at least max_request_bytes ({self.max_request_bytes}), or a request "
+                f"of the largest accepted size could never arrive, got {self.max_body_memory}",
+                related=("max_request_bytes",),
+            )
         if self.auth and not self.redis_url:
             raise SettingError(
                 "auth",
@@ -605,7 +752,7 @@ class Settings:
             )
 
     def resolve_backends(
-        self, *, require_read_accounts: bool = True
+        self, *, require_read_accounts: bool = True, environ: Mapping[str, str] | None = None
     ) -> tuple[str, tuple[BackendSpec, ...]]:
         """Return ``(mode, specs)``: the effective mode and every configured backend.
 
@@ -614,8 +761,10 @@ class Settings:
         With ``auth`` on, every MySQL backend must have a read account unless
         ``read_on_shared_account`` is set (``require_read_accounts=False`` skips
         that check: ``dbslayer grants`` reads the backends to create the accounts).
+        Passwords kept in files or in variables of ``environ`` (default ``os.environ``)
+        are read last, so each call sees the file as it is now.
         """
-        from conf.dsn import parse_dsn  # imported here: conf.dsn imports this module
+        from conf.dsn import PasswordError, load_passwords, parse_dsn  # conf.dsn imports us
         from conf.mycnf import read_groups
 
         specs = [parse_dsn(text, index) for index, text in enumerate(self.backends)]
@@ -645,6 +794,17 @@ class Settings:
         mode = self._mode_for(specs)
         if require_read_accounts and self.auth and not self.read_on_shared_account:
             self._check_read_accounts(specs, len(self.backends), group_setting)
+        environ = os.environ if environ is None else environ
+        for index, spec in enumerate(specs):
+            from_dsn = index < len(self.backends)
+            try:
+                specs[index] = load_passwords(spec, environ, option_file=not from_dsn)
+            except PasswordError as err:
+                if from_dsn:
+                    raise SettingError("backends", f"backend {spec.name}: {err}") from None
+                raise SettingError(
+                    "mysql_config", f"backend {spec.name}: {err}", related=(group_setting,)
+                ) from None
         return mode, tuple(self._with_roles(specs))
 
     def _check_read_accounts(

@@ -355,3 +355,27 @@ def add_user(redis: Redis, name: str, role: str, *extra: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def raw_request(
+    port: int,
+    method: str,
+    target: str,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+    timeout: float = 30,
+) -> Reply:
+    """One request with exactly the headers given (a ``Host`` given replaces http.client's),
+    on a connection of its own, as a browser or a proxy would send it. With a
+    ``Transfer-Encoding`` header the body (bytes or an iterable of bytes) is sent chunked."""
+    import http.client
+
+    headers = headers or {}
+    chunked = any(name.lower() == "transfer-encoding" for name in headers)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, target, body=body, headers=headers, encode_chunked=chunked)
+        resp = conn.getresponse()
+        return Reply(resp.status, dict(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
