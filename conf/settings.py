@@ -349,7 +349,7 @@ class Settings:
         0,
         "server",
         "--workers",
-        "processes serving the port together (SO_REUSEPORT); 0 = one per core",
+        "processes serving the port together (the master holds the sockets); 0 = one per core",
         kind="int",
         low=0,
         high=256,
