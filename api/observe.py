@@ -8,14 +8,14 @@ parsed (413/414/400) are reported too.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import IO, Any
-from urllib.parse import unquote_plus
 
 from stats.core import GatewayStats
-from stats.redact import excerpt
+from stats.redact import excerpt, secret_statements, shown_error, shown_target
 
 #: Request URIs up to this length are kept as received and decoded only when the journal is
 #: read; a longer one is decoded and cut at once (a journal keeps 100 of them).
@@ -38,11 +38,42 @@ def endpoint_of(path: bytes) -> str:
     return _ENDPOINTS.get(first, "other")
 
 
-def request_line(method: bytes, uri: bytes, version: bytes) -> str:
-    """The request line as a reader wants it: percent- and plus-decoded (secrets are redacted
-    by the statistics)."""
-    text = unquote_plus(uri.decode("latin-1"), encoding="utf-8", errors="replace")
+def request_line(method: bytes, uri: bytes, version: bytes, facts: Any = None) -> str:
+    """The request line as a reader wants it: percent- and plus-decoded, with the statements
+    that may hold a secret shown as their kind and secret-named fields masked
+    (:func:`stats.redact.shown_target`; ``facts``: the request's SQL facts if the executor
+    read them); the statistics redact what else looks like a secret. The bytes are decoded
+    as UTF-8 once unquoted, raw or %-encoded alike; what is not UTF-8 shows as U+FFFD."""
+    text = shown_target(uri, facts)
     return f"{method.decode('latin-1')} {text} {version.decode('latin-1')}"
+
+
+#: Characters an access-log line shows escaped: C0 and C1 controls, DEL, and the Unicode line
+#: and paragraph separators. A decoded ``%0A`` would otherwise end the line and let a client
+#: write a forged one; an escape sequence would drive the terminal that shows the log.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x0a``): one log line, inert."""
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+#: A request of more statements than this has its error message cut without looking at them
+#: (the check runs in the reactor thread for every error; fail closed).
+_SECRET_CHECK_STATEMENTS = 64
+
+
+def _may_hold_secret(facts: Any) -> bool:
+    """True when a statement of ``facts`` may hold a secret (bounded work: see above)."""
+    if len(facts.statements) > _SECRET_CHECK_STATEMENTS:
+        return True
+    return any(secret_statements(facts))
 
 
 class RequestRecorder:
@@ -57,11 +88,15 @@ class RequestRecorder:
         now = self.clock.seconds()
         started = getattr(request, "started", 0.0) or now
         uri = request.uri
+        facts = _facts_of(request)
         line: str | Callable[[], str]
         if self.access_log is not None or len(uri) > LAZY_LINE_MAX:
-            line = request_line(request.method, uri, request.clientproto)
+            line = request_line(request.method, uri, request.clientproto, facts)
         else:  # decoded (and redacted) only if the journal is read
-            line = partial(request_line, request.method, uri, request.clientproto)
+            line = partial(request_line, request.method, uri, request.clientproto, facts)
+        error = getattr(request, "error_message", None)
+        if error is not None and facts is not None and _may_hold_secret(facts):
+            error = shown_error(error)  # the server's message may quote the statement
         peer = getattr(request.getClientAddress(), "host", "-")
         self.stats.record_request(
             endpoint=endpoint_of(request.path),
@@ -71,7 +106,7 @@ class RequestRecorder:
             bytes_sent=request.sentLength,
             started=started,
             duration=now - started,
-            error=getattr(request, "error_message", None),
+            error=error,
             sql_error=getattr(request, "sql_error", False),
             statements=_statement_kinds(request),
         )
@@ -99,16 +134,22 @@ class RequestRecorder:
         if self.access_log is None:
             return
         stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(self.clock.seconds()))
-        safe = excerpt(line).replace('"', "%22")
+        safe = printable(excerpt(line)).replace('"', "%22")
         self.access_log.write(
             f'{peer} - - [{stamp}] "{safe}" {status} {sent} {int(duration * 1_000_000)}\n'
         )
         self.access_log.flush()
 
 
+def _facts_of(request: Any) -> Any:
+    """The facts of the request's SQL as the executor read them (None when its SQL was never
+    read: refused before authentication, or no SQL)."""
+    parsed = getattr(request, "dbslayer_request", None)
+    return None if parsed is None else parsed.facts
+
+
 def _statement_kinds(request: Any) -> dict[str, int] | None:
     """The request's statements by kind, from the facts the executor read (None when its SQL
     was never read: refused before, or no SQL)."""
-    parsed = getattr(request, "dbslayer_request", None)
-    facts = None if parsed is None else parsed.facts
+    facts = _facts_of(request)
     return None if facts is None else facts.kind_counts

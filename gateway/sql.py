@@ -3,10 +3,23 @@ rest of the gateway needs, as one immutable :class:`SQLFacts`.
 
 ``read_sql(sql, dialect)`` is the only entry point (memoized for texts up to 4096 characters);
 ``to_qmark`` rewrites placeholders for the SQLite demo backend. The scanners are hand-written
-character state machines that follow the servers' own lexers -- MariaDB's ``sql/sql_lex.cc``
+state machines that follow the servers' own lexers -- MariaDB's ``sql/sql_lex.cc``
 (``lex_one_token``, ``get_text``, ``consume_comment``) and SQLite's ``tokenize.c`` and
 ``complete.c`` -- not regular expressions over the text. A differential test holds the MariaDB
 scanner to a real server (``tests/test_sql_differential.py``).
+
+**Speed.** Each statement's head is read token by token; past it, runs of tokens that cannot
+change any fact (given what the statement is already known to do: a statement known to be
+non-deterministic no longer cares for ``NOW()``) are skipped by compiled regular expressions
+(`_Runs`), one alternative per token kind read exactly as the state machine reads it, so a run
+ends on a token boundary; what may matter is read one by one. Executable comments are
+rewritten, at the same length, to the form each server reads (`_rewrite_gates`), so one
+scanner reads every server's text. Statements whose text repeats are read once. A statement
+whose judging needs tokens far past its head (a ``WITH`` list, ``SET STATEMENT`` variables,
+``EXPLAIN ANALYZE``, a stored program's body) is read again token by token, up to
+`_FAR_TOKENS` tokens: past that it is judged unreadable (a write with session effects, and
+managing accounts when an account word appears in it), fail closed. Reading is linear in the
+text's length (``tests/test_sql_speed.py`` gives the figures).
 
 **The facts** (see :class:`SQLFacts`):
 
@@ -43,6 +56,10 @@ scanner to a real server (``tests/test_sql_differential.py``).
   ``SET ROLE``, ``SET DEFAULT ROLE``, a write naming a table of the ``mysql`` schema, and
   dynamic SQL that could be any of them (``PREPARE``, ``EXECUTE IMMEDIATE``); in any reading,
   executable comments included.
+- ``secrets``: per statement, it may hold a secret by what it is: it manages accounts
+  (``account`` above, ``IDENTIFIED BY`` included), or the server cannot read it, or the
+  readings disagree on the statement boundaries; in any reading. Journals show such a
+  statement (and any naming a secret, `stats.redact.SECRET_WORDS`) as its kind only.
 - ``placeholders``: how many ``%s`` (positional) placeholders the code holds, -1 when ``%s``
   and ``%(name)s`` are mixed; ``names``: the ``%(name)s`` names in order of first appearance.
   ``%%`` is a literal ``%``. Only code counts, not text in quotes or comments (that is what
@@ -128,6 +145,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
 import attrs
 
@@ -389,6 +407,15 @@ class SQLFacts:
     #: Some statement (in some reading) is ``XA PREPARE``: it detaches its transaction from
     #: the session, so it outlives the request, the reset and even the connection.
     xa_prepare: bool = False
+    #: For each statement: it may hold a secret by what it is (it manages accounts, or it
+    #: cannot be read: unterminated, or boundaries that depend on the reading); in any
+    #: reading. Journals show it as its kind only (`stats.redact.shown_sql`).
+    secrets: tuple[bool, ...] = ()
+
+    @property
+    def secret(self) -> bool:
+        """Some statement may hold a secret (see ``secrets``)."""
+        return any(self.secrets)
 
     @property
     def kind_counts(self) -> dict[str, int]:
@@ -414,18 +441,21 @@ def to_qmark(statement: str, dialect: str = MYSQL) -> str:
 
 # ------------------------------------------------------------------ scanners
 
-# A piece of text between statement boundaries: (start, end, tokens, has a comment, broken).
-# "Broken" means the server refuses to lex it: the piece then runs to the end of the text.
-_Piece = tuple[int, int, list[Token], bool, bool]
-# A placeholder: (start, end, name), name None for %s and "%" for %%.
+# A piece of text between statement boundaries: (start, end, tokens, has a comment, broken,
+# gapped). "Broken" means the server refuses to lex it: the piece then runs to the end of the
+# text. "Gapped" means runs of tokens that cannot change a fact were skipped (see `_GAP`).
+_Piece = tuple[int, int, list[Token], bool, bool, bool]
+# A placeholder: (start, end, name), name None for %s and "%" for %%; or (start, end, _GAPPED):
+# a stretch of code whose placeholders are counted from its text (`_gap_placeholders`).
 _Placeholder = tuple[int, int, "str | None"]
+_GAPPED = "\x00gap"
 
 _MYSQL_SPACE = " \t\n\r\x0b\x0c"
 _SQLITE_SPACE = " \t\n\x0c\r"
 _ASCII_IDENT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$")
 _DIGITS = frozenset("0123456789")
-# Runs inside the scanner (never over a whole text): an identifier, digits, hex or binary digits,
-# a host name after '@', a placeholder name.
+# Runs inside the scanner: an identifier, digits, hex or binary digits, a host name after '@',
+# a placeholder name, whitespace, leading parentheses.
 _IDENT_RUN = re.compile(r"[0-9A-Za-z_$\x80-\U0010ffff]*")
 _DIGIT_RUN = re.compile(r"[0-9]*")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]*")
@@ -433,6 +463,41 @@ _BIN_RUN = re.compile(r"[01]*")
 _HOST_RUN = re.compile(r"[0-9A-Za-z_$.\x80-\U0010ffff]*")
 _SQLITE_IDENT_RUN = re.compile(r"[0-9A-Za-z_$\x80-\U0010ffff]*")
 _PLACEHOLDER_NAME = re.compile(r"\(([A-Za-z_][A-Za-z0-9_]*)\)s")
+_NAMED_PLACEHOLDER = re.compile(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)s")
+_SPACE_RUN = re.compile(r"[ \t\n\r\x0b\x0c]+")
+_SQLITE_SPACE_RUN = re.compile(r"[ \t\n\x0c\r]+")
+_OPEN_RUN = re.compile(r"\((?:[ \t\n\r\x0b\x0c]*\()*")
+_EMPTY_STATEMENTS = re.compile(r"[ \t\n\r\x0b\x0c;]*")
+_LEADING = re.compile(
+    r"(?:[ \t\n\r\x0b\x0c]++|/\*(?!!)[^*]*+\*++(?:[^/*][^*]*+\*++)*+/"
+    r"|--(?=[\x00-\x20\x7f]|\Z)[^\n\x00]*+|#[^\n\x00]*+)*+"
+)
+_SQLITE_LEADING = re.compile(r"(?:[ \t\n\x0c\r]++|--[^\n]*+|/\*[^*]*+\*++(?:[^/*][^*]*+\*++)*+/)*+")
+
+#: A token standing for a run of tokens the scanner skipped at C speed (`_Runs`): tokens that,
+#: given what the statement is already known to hold, change no fact. It equals no other token
+#: and is no keyword, so the judging code below reads a statement with gaps as it would read
+#: the whole token list.
+_GAP: Token = ("gap", "")
+
+#: Tokens read one by one at the start of each statement (after its opening parentheses)
+#: before runs may be skipped; a statement whose first word is not in `_WINDOWED_HEADS` needs
+#: only its first token.
+_HEAD_WINDOW = 16
+#: Tokens read one by one after a token that may change a fact (what the judging code looks at
+#: after it: ``FOR UPDATE``, ``NEXT VALUE FOR``, ``LAST_INSERT_ID(x``, ``INTO @v``...).
+_LOOKAHEAD = 3
+#: A statement whose head must be read far (``WITH`` lists, ``SET STATEMENT`` lists, stored
+#: program bodies, ``EXPLAIN ANALYZE``) is read again token by token, up to this many tokens;
+#: past it, it is judged as unreadable (fail closed: a write with session effects).
+_FAR_TOKENS = 16384
+#: First words whose statements need more than their first token to be judged.
+_WINDOWED_HEADS = frozenset(
+    {"WITH", "SET", "CREATE", "ALTER", "DROP", "RENAME", "EXECUTE", "USE", "XA"} | _EXPLAIN_HEADS
+)
+_PROGRAM_WORDS = frozenset({"PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "PACKAGE"})
+_HEAD_CLASSES = {"COMMIT": 1, "ROLLBACK": 1, "CREATE": 2, "DROP": 2, "ALTER": 2, "FLUSH": 3}
+_MARK = "\x01"  # stands for the digits of a version gate whose comment is skipped
 
 
 def _is_ident(ch: str) -> bool:
@@ -445,32 +510,28 @@ def _keyword(text: str) -> str:
     return text.upper() if text.isascii() else text
 
 
+# Quoted text ends at an undoubled quote; a backslash escapes the next character (when
+# escapes apply). Compiled per quote and escaping; one match reads the whole text.
+_QUOTED_BODY = {
+    (quote, escapes): re.compile(
+        rf"(?:[^{q}\\]++|\\[\s\S]|{q}{q})*+{q}" if escapes else rf"(?:[^{q}]++|{q}{q})*+{q}"
+    )
+    for quote, q in (("'", "'"), ('"', '"'), ("`", "`"))
+    for escapes in (False, True)
+}
+
+
 def _quoted_end(sql: str, i: int, quote: str, escapes: bool) -> int:
     """The end (exclusive) of the quoted text opening at ``i``: at an undoubled ``quote``; a
     backslash escapes the next character when ``escapes``. -1 when it never ends."""
-    n = len(sql)
-    j = i + 1
-    q = sql.find(quote, j)
-    while q >= 0:
-        if escapes:
-            b = sql.find("\\", j, q)
-            if b >= 0:
-                j = b + 2
-                if j > q:
-                    q = sql.find(quote, j)
-                continue
-        if q + 1 < n and sql[q + 1] == quote:
-            j = q + 2
-            q = sql.find(quote, j)
-            continue
-        return q + 1
-    return -1
+    match = _QUOTED_BODY[quote, escapes].match(sql, i + 1)
+    return -1 if match is None else match.end()
 
 
 def _comment_end(sql: str, i: int, nested: bool) -> int:
     """The end (exclusive) of a ``/* */`` comment whose text starts at ``i`` (just after the
-    opener); with ``nested`` one inner ``/* */`` is allowed (a skipped versioned comment).
-    -1 when it never ends."""
+    opener); with ``nested`` inner ``/* */`` comments are allowed (a skipped versioned
+    comment). -1 when it never ends."""
     close = sql.find("*/", i)
     if nested:
         while close >= 0:
@@ -497,21 +558,270 @@ def _line_end(sql: str, i: int, has_nul: bool) -> int:
     return end
 
 
+# ------------------------------------------------------------------ skipping runs at C speed
+
+
+def _alternation(words: frozenset[str] | set[str]) -> str:
+    """A regular expression matching any of ``words``, as a trie (one character test per
+    letter, not one attempt per word)."""
+    trie: dict[str, dict] = {}  # type: ignore[type-arg]
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:  # type: ignore[type-arg]
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:
+            body = f"(?:{body})?"
+        return body
+
+    return build(trie)
+
+
+# Character classes written over ASCII only (a class with a range up to U+10FFFF costs
+# milliseconds to compile): every character from U+0080 up is a name character.
+_IDC = r"[^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"  # a name character
+_IDSTART = r"[^\x00-\x23\x25-\x40\x5b-\x5e\x60\x7b-\x7f]"  # ... that is no digit
+
+
+def _other_chars(taken: str) -> str:
+    """A class of the ASCII characters that are no name character and not in ``taken``."""
+    name = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$"
+    chars = [c for c in range(128) if chr(c) not in name and chr(c) not in taken]
+    return "[" + "".join(f"\\x{c:02x}" for c in chars) + "]" if chars else "(?!)"
+
+
+_HOSTC = r"[^\x00-\x23\x25-\x2d\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"  # ... or '.'
+_SP = r" \t\n\r\x0b\x0c"
+_PLAIN_OP_CLASS = r"(),=<>!+&|^~?{}\[\]"
+#: Single characters that are a token of their own and nothing else.
+_MYSQL_OTHER = _other_chars(" \t\n\r\x0b\x0c(),=<>!+&|^~?{}[]'\"`-#/*;.@%:\\\x00")
+_SQLITE_OTHER = _other_chars(" \t\n\x0c\r!&()*+,<=>]^{|}~\\'\"`[-/.%;?:@#")
+
+#: Word groups by the fact they can change (see `_scan` and `_session_statement`).
+_CALLS_NONDETERMINISTIC = NONDETERMINISTIC
+_CALLS_EFFECT = WRITE_FUNCTIONS | {"LAST_INSERT_ID"}
+_CALLS_STATE = _SESSION_FUNCTIONS | {"LAST_INSERT_ID"}
+#: Every word the scanner must see wherever it is (reading the statement head aside).
+_RELEVANT_WORDS = (
+    NONDETERMINISTIC
+    | _BARE_FORMS
+    | WRITE_FUNCTIONS
+    | {"INTO", "NEXT", "PREVIOUS", "FOR", "LOCK", "LAST_INSERT_ID", "MYSQL"}
+    | {"TO", "CHAIN", "RELEASE", "NO", "TEMPORARY", "EXPORT"}
+)
+_RELEVANT_QUALIFIED = frozenset({"NEXTVAL", "CURRVAL", "LASTVAL"})
+
+
+class _Runs:
+    """Compiled regular expressions that skip runs of tokens which cannot change any fact,
+    one per scanner state (sql_mode, inside an executable comment, which facts are already
+    settled for the statement, its first word). Each alternative reads exactly one token or
+    comment the way `_lex_mysql` does, so a run ends on a token boundary; a token that might
+    matter ends the run and is read one by one. Each is compiled when first needed."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[object, ...], re.Pattern[str]] = {}
+
+    def get(self, key: tuple[object, ...]) -> re.Pattern[str]:
+        pattern = self._compiled.get(key)
+        if pattern is None:
+            pattern = self._compiled[key] = re.compile(self.source(*key))  # type: ignore[arg-type]
+        return pattern
+
+    @staticmethod
+    def source(
+        ansi: bool,
+        nbe: bool,
+        pct: bool,
+        skip_mark: bool,
+        in_exec: bool,
+        broken: bool,
+        det_done: bool,
+        effect: int,
+        locks_done: bool,
+        account_seen: bool,
+        head_class: int,
+    ) -> str:
+        pc = "%" if pct else ""  # quoted text holding a '%' is read one by one then
+        sep_items = [
+            rf"[{_SP}]++",
+            r"/\*(?!!)[^*]*+\*++(?:[^/*][^*]*+\*++)*+/",
+            r"--(?=[\x00-\x20\x7f]|\Z)[^\n\x00]*+",
+            r"#[^\n\x00]*+",
+        ]
+        if in_exec:
+            sep_items.append(r"\*/")
+        sep = "(?:" + "|".join(sep_items) + ")*+"
+
+        def then(what: str) -> str:  # the next token is `what` (or cannot be told here)
+            return rf"(?=(?:{sep})(?:{what}|/\*!))"
+
+        def end(word: str) -> str:
+            return rf"{word}(?!{_IDC})"
+
+        words: list[str] = []
+        plain: set[str] = set()
+        calls: set[str] = set()
+        qualified: set[str] = set()
+        if not broken:
+            if not det_done:
+                calls |= _CALLS_NONDETERMINISTIC
+                plain |= _BARE_FORMS
+                qualified |= _RELEVANT_QUALIFIED
+                words.append(end("(?:PREVIOUS|NEXT)") + then(end("VALUE")))
+            if effect < 2:
+                calls |= _CALLS_STATE
+                qualified.add("NEXTVAL")
+                words.append(end("NEXT") + then(end("VALUE")))
+                if effect == 0:
+                    calls |= _CALLS_EFFECT
+                    plain.add("INTO")
+                else:
+                    words.append(end("INTO") + then("@"))
+            if not locks_done:
+                words.append(end("FOR") + then(end("(?:UPDATE|SHARE)")))
+                words.append(end("LOCK") + then(end("IN")))
+            if head_class == 1:
+                plain |= {"TO", "CHAIN", "RELEASE", "NO"}
+            elif head_class == 2:
+                plain.add("TEMPORARY")
+            elif head_class == 3:
+                plain |= {"LOCK", "EXPORT"}
+            words.append(end("MYSQL") + then(r"\."))
+            if plain:
+                words.append(end(_alternation(plain)))
+            if calls:
+                words.append(end(_alternation(calls)) + then(r"\("))
+        if not account_seen:  # they matter to a statement the server refuses (`_judge`)
+            words.append(end(_alternation(_ACCOUNT_WORDS)))
+        not_relevant = "(?!(?ai:" + "|".join(words) + "))" if words else ""
+
+        # Quoted text as `_lex_mysql` reads it in this sql_mode; in the default mode a string
+        # whose end would move without backslash escapes, or a "..." string holding a NUL, is
+        # read one by one (the text then depends on the mode).
+        # A quoted token right before '@': 'user'@'host' is read with it ('@' then a quote),
+        # else one by one (what follows the '@' depends on the token before it).
+        at = r"""(?:@(?=['"`])|(?!@))"""
+        if nbe:
+            single = rf"'(?:[^'{pc}]++|'')*+'"
+            double = rf'"(?:[^"{pc}]++|"")*+"'
+        elif ansi:
+            escaped = r"\\[^%]" if pct else r"\\[\s\S]"
+            single = rf"'(?:[^'\\{pc}]++|{escaped}|'')*+'"
+            double = rf'"(?:[^"{pc}]++|"")*+"'  # a name: no escapes (the NUL test is below)
+        else:
+            single = rf"'(?:[^'\\{pc}]++|\\[^'{pc}]|'')*+'"
+            double = rf'"(?:[^"\\{pc}\x00]++|\\[^"{pc}\x00]|"")*+"'
+        mysql_name = "" if broken else '(?!(?ai:mysql)[`"])'
+        backtick = rf"`{mysql_name}(?:[^`{pc}\x00]++|``)*+`"
+        quoted = [single + at, backtick + at]
+        if ansi:
+            quoted.append(rf'"{mysql_name}(?:[^"{pc}\x00]++|"")*+"' + at)
+        else:
+            quoted.append(double + at)
+        comments = [
+            rf"/\*(?!!)[^*{pc}]*+\*++(?:[^/*{pc}][^*{pc}]*+\*++)*+/",
+            rf"--(?=[\x00-\x20\x7f]|\Z)[^\n\x00{pc}]*+(?=[\n\x00]|\Z)",
+            rf"#[^\n\x00{pc}]*+(?=[\n\x00]|\Z)",
+        ]
+        if skip_mark:  # a skipped versioned comment: inner /* */ comments are allowed
+            comments.append(
+                rf"/\*!{_MARK}[^/*{pc}]*+(?:(?:/(?!\*)|\*(?!/))[^/*{pc}]*+"
+                rf"|/\*[^*{pc}]*+\*++(?:[^/*{pc}][^*{pc}]*+\*++)*+/[^/*{pc}]*+)*+\*/"
+            )
+        if qualified:
+            dot = rf"\.(?![0-9])(?!(?ai:{end(_alternation(qualified))})){_IDC}*+(?!\.[0-9])"
+        else:
+            dot = rf"\.(?![0-9]){_IDC}*+(?!\.[0-9])"
+        host = rf"{_HOSTC}*+"
+
+        def alternatives(star: str) -> list[str]:
+            found = [
+                # whitespace, operators and the numbers between them, at once
+                rf"[{_SP}{_PLAIN_OP_CLASS}0-9]*[{_SP}{_PLAIN_OP_CLASS}]",
+                # a word (not x'..' nor b'..', read below), not one that may matter
+                # (a name right before ".5" is read one by one: "t.5" is "t", ".", "5")
+                rf"(?={_IDSTART})(?![xXbB]'){not_relevant}{_IDSTART}{_IDC}*+(?!\.[0-9])",
+                # numbers, and names that start with digits
+                rf"0x[0-9A-Fa-f]++(?!{_IDC})|0b[01]++(?!{_IDC})|[0-9]++[eE][+-]?[0-9]++"
+                rf"|[0-9]++{_IDSTART}{_IDC}*+(?!\.[0-9])"
+                r"|[0-9]++(?!{_IDSTART})(?:\.(?!\.)[0-9]*+(?:[eE][+-]?[0-9]++)?)?",
+                r"(?:[xX]'(?:[0-9A-Fa-f][0-9A-Fa-f])*+'|[bB]'[01]*+')" + at,
+                *quoted,
+                *comments,
+                r"-(?!-(?:[\x00-\x20\x7f]|\Z))",
+                star,
+                r"/(?!\*)",
+                r"%%|%s|%\([A-Za-z_][A-Za-z0-9_]*\)s|%",
+                r":(?!=)",
+                r"\\N?",
+                _MYSQL_OTHER,
+                dot,
+            ]
+            if det_done or broken:  # variables; after a quote ('user'@'host') one by one
+                var_double = rf'"(?:[^"{pc}]++|"")*+"' if (ansi or nbe) else double
+                found.append(
+                    rf"(?<!['\"`])@(?:@(?:`(?:[^`{pc}]++|``)*+`(?!@)|{host})"
+                    rf"|{single}(?!@)|{var_double}(?!@)|`(?:[^`{pc}]++|``)*+`(?!@)|{host})"
+                )
+            if effect == 2 or broken:
+                found.append(":=")
+            if broken:  # nothing more can change: statements no longer end
+                found += [";", r"\*/", r"/\*!(?![\x00-\x08])", r"\x00"]
+            return found
+
+        opener = r"/\*!(?![\x00-\x08])"
+        if broken:
+            return "(?:" + "|".join(alternatives(r"\*")) + ")*+"
+        if in_exec:
+            return "(?:" + "|".join(alternatives(r"\*(?!/)") + [opener]) + ")*+"
+        # A whole executable comment whose code changes nothing.
+        inner = "|".join(alternatives(r"\*(?!/)") + [opener])
+        return "(?:" + "|".join(alternatives(r"\*") + [rf"{opener}(?:{inner})*+\*/"]) + ")*+"
+
+
+_RUNS = _Runs()
+
+
+def _gap_placeholders(text: str) -> tuple[int, list[str]]:
+    """The ``%s`` count and ``%(name)s`` names of a skipped run (code only: quoted text or
+    comments holding a ``%`` are never skipped), read as `_placeholder` reads them."""
+    if "%" not in text:
+        return 0, []
+    text = text.replace("%%", "\x00\x00")  # %% first, left to right, as the scanner does
+    return text.count("%s"), _NAMED_PLACEHOLDER.findall(text)
+
+
 def _lex_mysql(
-    sql: str, version: int, mysql_server: bool, ansi_quotes: bool, no_backslash: bool
-) -> tuple[list[_Piece], list[_Placeholder], bool]:
-    """Scan ``sql`` as a MariaDB (or, with ``mysql_server``, MySQL) server of ``version`` in
-    the given ``sql_mode`` would, following ``lex_one_token``.
+    sql: str, ansi_quotes: bool, no_backslash: bool, exact: bool = False
+) -> tuple[list[_Piece], list[_Placeholder], bool] | None:
+    """Scan ``sql`` (its executable comments rewritten for one server by `_rewrite_gates`)
+    in the given ``sql_mode`` as MariaDB's ``lex_one_token`` would.
 
     Returns the pieces (whitespace-only ones dropped), the placeholders, and whether some
     string or ``"name"`` would end elsewhere under another ``sql_mode`` (checked only when
-    scanning in the default mode)."""
+    scanning in the default mode). Past a statement's head, runs of tokens that can change
+    no fact are skipped at C speed (`_Runs`) unless ``exact``; an ``exact`` scan gives up
+    (None) past `_FAR_TOKENS` tokens."""
     n = len(sql)
     has_nul = "\x00" in sql
     check_modes = not ansi_quotes and not no_backslash and (has_nul or "\\" in sql)
     escapes = not no_backslash
+    pct = "%" in sql and ("%s" in sql or "%(" in sql or "%%" in sql)
+    skip_mark = _MARK in sql
     space, ident, digits, plain_ops = _MYSQL_SPACE, _ASCII_IDENT, _DIGITS, _PLAIN_OPS
     ident_run, digit_run = _IDENT_RUN.match, _DIGIT_RUN.match
+    relevant_words, relevant_qualified, account_words = (
+        _RELEVANT_WORDS,
+        _RELEVANT_QUALIFIED,
+        _ACCOUNT_WORDS,
+    )
     pieces: list[_Piece] = []
     placeholders: list[_Placeholder] = []
     tokens: list[Token] = []
@@ -521,65 +831,153 @@ def _lex_mysql(
     broken = False  # the server refuses the current piece; it runs to the end of the text
     in_exec = False  # inside the code of an executable comment
     mode_dependent = False
+    # Per piece: its leading '(' tokens; tokens still to read one by one after one that may
+    # matter; how far the settled facts were brought up to date (-1: the head is being read);
+    # what is settled; whether runs were skipped; whether a word names a secret.
+    lead = ahead = effect = head_class = 0
+    scanned = -1
+    det_done = locks_done = gapped = account_seen = False
+    live_words, live_qualified = relevant_words, relevant_qualified
+    dirty = False  # a token that `_scan` looks at was read since the facts were settled
+    # Statements already read (without placeholders), by text: a text of many equal
+    # statements is read once per distinct one. ``marks``: placeholders before this one.
+    memo: dict[str, tuple[list[Token], bool, bool]] = {}
+    marks = 0
+    run = None
+    budget = _FAR_TOKENS
     i = 0
     while i < n:
+        if exact:
+            budget -= 1
+            if budget < 0:
+                return None
+        elif not tokens and not in_exec and not broken:  # whitespace and comments first
+            if memo and i == start and not comment:  # a statement read before, again?
+                j = sql.find(";", i, i + _MEMO_MAX_LEN + 1)
+                seen = memo.get(sql[i:j]) if j >= 0 else None
+                if seen is not None:  # the same text reads the same from a statement start
+                    pieces.append((start, j, seen[0], seen[1], False, seen[2]))
+                    start = i = j + 1
+                    continue
+            if not comment:  # empty statements are dropped
+                end = _EMPTY_STATEMENTS.match(sql, i).end()  # type: ignore[union-attr]
+                if end > i:
+                    start = sql.rfind(";", i, end) + 1 or start
+                    i = end
+                    if i >= n:
+                        break
+            end = _LEADING.match(sql, i).end()  # type: ignore[union-attr]
+            if end > i:
+                comment = comment or bool(sql[i:end].strip(space))
+                i = end
+                if i >= n:
+                    break
+        elif not ahead and len(tokens) > lead:
+            if scanned < 0:
+                first = tokens[lead]
+                if (
+                    first[0] != WORD
+                    or first[1] not in _WINDOWED_HEADS
+                    or len(tokens) - lead >= _HEAD_WINDOW
+                ):
+                    head_class = _HEAD_CLASSES.get(first[1], 0) if first[0] == WORD else 0
+                    scanned = 0
+            if scanned >= 0:
+                if dirty and not broken:
+                    settled = _settle(tokens, scanned, len(tokens), det_done, effect, locks_done)
+                    scanned, dirty = len(tokens), False
+                    if settled is not None:
+                        det_done, effect, locks_done = settled
+                        live_words, live_qualified = _live(settled)
+                        run = None
+                if run is None:
+                    key: tuple[object, ...] = (ansi_quotes, no_backslash, pct, skip_mark)
+                    key += (in_exec, broken, det_done, effect, locks_done, account_seen, head_class)
+                    run = _RUNS.get(key).match
+                end = run(sql, i).end()  # type: ignore[union-attr]
+                if end > i:
+                    if tokens[-1] is not _GAP:
+                        add(_GAP)
+                    gapped = True
+                    if pct and sql.find("%", i, end) >= 0:
+                        placeholders.append((i, end, _GAPPED))
+                    i = end
+                    if i >= n:
+                        break
+        before = len(tokens)
         c = sql[i]
         if c in space:
-            i += 1
+            nxt = sql[i + 1 : i + 2]
+            i = _SPACE_RUN.match(sql, i).end() if nxt and nxt in space else i + 1  # type: ignore[union-attr]
+            continue
         elif c in ident or c >= "\x80":
             if c in digits:  # a number, or a name that starts with digits
                 j = digit_run(sql, i).end()  # type: ignore[union-attr]
                 nxt = sql[j] if j < n else ""
+                end = -1
                 if nxt == "x" or nxt == "b":
                     if j == i + 1 and c == "0":  # 0x1F, 0b101
-                        run = (_HEX_RUN if nxt == "x" else _BIN_RUN).match(sql, j + 1).end()  # type: ignore[union-attr]
-                        if run > j + 1 and (run >= n or not _is_ident(sql[run])):
+                        hex_end = (_HEX_RUN if nxt == "x" else _BIN_RUN).match(sql, j + 1).end()  # type: ignore[union-attr]
+                        if hex_end > j + 1 and (hex_end >= n or not _is_ident(sql[hex_end])):
                             add(_NUMBER)
-                            i = run
-                            continue
+                            end = hex_end
                     nxt = "a"  # 0x1g, 12b: a name
-                if nxt and (nxt in ident or nxt >= "\x80"):
+                if end >= 0:
+                    pass
+                elif nxt and (nxt in ident or nxt >= "\x80"):
                     if nxt == "e" or nxt == "E":  # 1e5, 1e+5; else a name such as 1e or 1ex
                         k = j + 1
                         if k < n and (sql[k] == "+" or sql[k] == "-"):
                             k += 1
                         if k < n and sql[k] in digits:
                             add(_NUMBER)
-                            i = digit_run(sql, k).end()  # type: ignore[union-attr]
-                            continue
-                    end = ident_run(sql, i).end()  # type: ignore[union-attr]
-                    add((WORD, _keyword(sql[i:end])))
-                    i = end
-                    continue
-                if nxt == "." and sql[j + 1 : j + 2] != ".":
-                    j = _exponent_end(sql, digit_run(sql, j + 1).end())  # type: ignore[union-attr]
-                add(_NUMBER)
-                i = j
+                            end = digit_run(sql, k).end()  # type: ignore[union-attr]
+                    if end < 0:
+                        end = ident_run(sql, i).end()  # type: ignore[union-attr]
+                        add((WORD, _keyword(sql[i:end])))
+                else:
+                    if nxt == "." and sql[j + 1 : j + 2] != ".":
+                        j = _exponent_end(sql, digit_run(sql, j + 1).end())  # type: ignore[union-attr]
+                    add(_NUMBER)
+                    end = j
+                i = end
             elif c in "xXbBnN" and sql[i + 1 : i + 2] == "'":
                 if c == "n" or c == "N":  # N'national string'
                     end = _quoted_end(sql, i + 1, "'", escapes)
                     if check_modes and end != _quoted_end(sql, i + 1, "'", False):
                         mode_dependent = True
                     if end < 0:
-                        broken, i = True, n
+                        broken, i, run = True, n, None
                         continue
                     add(_STRING)
                     i = end
-                    continue
-                hex_digits = c == "x" or c == "X"
-                run = (_HEX_RUN if hex_digits else _BIN_RUN).match(sql, i + 2).end()  # type: ignore[union-attr]
-                if run < n and sql[run] == "'" and (not hex_digits or (run - i) % 2 == 0):
-                    add(_STRING)
-                    i = run + 1
-                    continue
-                broken = True  # x'4', x'4g': the server aborts here
-                i = run
+                else:
+                    hex_digits = c == "x" or c == "X"
+                    hex_end = (_HEX_RUN if hex_digits else _BIN_RUN).match(sql, i + 2).end()  # type: ignore[union-attr]
+                    if (
+                        hex_end < n
+                        and sql[hex_end] == "'"
+                        and (not hex_digits or (hex_end - i) % 2 == 0)
+                    ):
+                        add(_STRING)
+                        i = hex_end + 1
+                    else:
+                        broken, run = True, None  # x'4', x'4g': the server aborts here
+                        i = hex_end
+                        continue
             else:
                 end = ident_run(sql, i).end()  # type: ignore[union-attr]
                 word = sql[i:end]
                 add((WORD, word.upper() if word.isascii() else word))  # see _keyword
                 i = end
         elif c in plain_ops:
+            if c == "(" and len(tokens) == lead:  # opening parentheses before the first word
+                end = _OPEN_RUN.match(sql, i).end()  # type: ignore[union-attr]
+                count = sql.count("(", i, end)
+                tokens.extend([_LPAREN] * count)
+                lead += count
+                i = end
+                continue
             add(plain_ops[c])
             i += 1
         elif c == "'" or (c == '"' and not ansi_quotes):
@@ -590,14 +988,14 @@ def _lex_mysql(
                 elif c == '"' and has_nul and "\x00" in sql[i : end if end > 0 else n]:
                     mode_dependent = True  # as a name (ANSI_QUOTES) it may not hold a NUL
             if end < 0:
-                broken, i = True, n
+                broken, i, run = True, n, None
                 continue
             add(_STRING)
             i = end
         elif c == "`" or c == '"':  # a quoted name
             end = _quoted_end(sql, i, c, False)
             if end < 0 or (has_nul and "\x00" in sql[i:end]):
-                broken, i = True, n  # the server aborts on an unterminated name or a NUL in it
+                broken, i, run = True, n, None  # an unterminated name, or a NUL in it
                 continue
             add((QUOTED, sql[i + 1 : end - 1]))
             i = end
@@ -612,58 +1010,58 @@ def _lex_mysql(
         elif c == "#":
             comment = True
             i = _line_end(sql, i + 1, has_nul)
+            continue
         elif c == "/":
             if sql[i + 1 : i + 2] != "*":
                 add(_SLASH)
                 i += 1
-                continue
-            comment = True
-            after = sql[i + 2 : i + 4]
-            if after[:1] == "!" or after == "M!":
-                maria = after == "M!"
-                k = i + (4 if maria else 3)
-                if maria and mysql_server:  # MySQL: an ordinary comment
-                    i = _comment_end(sql, i + 2, nested=False)
-                elif len(gate_digits := sql[k : digit_run(sql, k, k + 6).end()]) >= 5:  # type: ignore[union-attr]
-                    gate = int(gate_digits)
-                    if gate <= version and (mysql_server or maria or gate < 50700 or gate > 99999):
-                        in_exec = True  # run as code
-                        i = k + len(gate_digits)
-                        continue
-                    i = _comment_end(sql, k, nested=True)
-                else:
-                    in_exec = True
-                    i = k
-                    continue
             else:
-                i = _comment_end(sql, i + 2, nested=False)
-            if i < 0:
-                broken, i = True, n  # a comment that never ends
+                comment = True
+                if sql[i + 2 : i + 3] != "!":
+                    i = _comment_end(sql, i + 2, nested=False)
+                elif sql[i + 3 : i + 4] == _MARK:  # skipped (see _rewrite_gates)
+                    i = _comment_end(sql, i + 3, nested=True)
+                else:
+                    in_exec, run = True, None  # run as code
+                    i += 3
+                    continue
+                if i < 0:
+                    broken, i, run = True, n, None  # a comment that never ends
+                continue
         elif c == "*":
             if in_exec and sql[i + 1 : i + 2] == "/":
-                in_exec = False
+                in_exec, run = False, None
                 i += 2
                 continue
             add(_STAR)
             i += 1
         elif c == ";":
             if in_exec:
-                broken = True  # the server refuses a ';' inside an executable comment
+                broken, run = True, None  # the server refuses a ';' in an executable comment
             if not broken:
-                pieces.append((start, i, tokens, comment, False))
+                pieces.append((start, i, tokens, comment, False, gapped))
+                if i - start <= _MEMO_MAX_LEN and len(placeholders) == marks:
+                    memo[sql[start:i]] = (tokens, comment, gapped)
+                marks = len(placeholders)
                 tokens = []
                 add = tokens.append
                 start = i + 1
-                comment = False
+                comment = gapped = det_done = locks_done = account_seen = False
+                lead = ahead = effect = head_class = 0
+                scanned = -1
+                run = None
+                live_words, live_qualified = relevant_words, relevant_qualified
+                dirty = False
             i += 1
+            continue
         elif c == ".":
             # After a bare name, "." then a name character separates a qualified name (t.1x);
             # elsewhere ".5" is a number. A name right after "." is never a keyword (t.into).
             nxt = sql[i + 1 : i + 2]
             if nxt in digits and nxt:
-                before = sql[i - 1] if i else " "
+                before_char = sql[i - 1] if i else " "
                 if not (
-                    (before in ident or before >= "\x80")
+                    (before_char in ident or before_char >= "\x80")
                     and tokens
                     and tokens[-1][0] in (WORD, QUALIFIED)
                 ):
@@ -687,7 +1085,7 @@ def _lex_mysql(
                 if sql[j : j + 1] == "`":
                     j = _quoted_end(sql, j, "`", False)
                     if j < 0:
-                        broken, i = True, n
+                        broken, i, run = True, n, None
                         continue
                 else:
                     j = _HOST_RUN.match(sql, j).end()  # type: ignore[union-attr]
@@ -699,7 +1097,7 @@ def _lex_mysql(
                 if check_modes and nxt != "`" and end != _quoted_end(sql, i + 1, nxt, False):
                     mode_dependent = True
                 if end < 0:
-                    broken, i = True, n
+                    broken, i, run = True, n, None
                     continue
                 add(_VAR)
                 i = end
@@ -712,21 +1110,127 @@ def _lex_mysql(
             if sql[i + 1 : i + 2] == "=":
                 add(_ASSIGN)
                 i += 2
-                continue
-            add(_COLON)
-            i += 1
+            else:
+                add(_COLON)
+                i += 1
         elif c == "\\" and sql[i + 1 : i + 2] == "N":  # \N is NULL
             add(_NUMBER)
             i += 2
         else:
             if c == "\x00":
-                broken = True  # the server reads a NUL in code as the end of the query
+                broken, run = True, None  # the server reads a NUL in code as the end
             add((OP, c))
             i += 1
+        # A token that may matter is followed by `_LOOKAHEAD` tokens read one by one.
+        if len(tokens) > before:
+            token = tokens[-1]
+            kind = token[0]
+            if kind == WORD or kind == QUALIFIED or kind == QUOTED:
+                value = token[1]
+                if not account_seen and kind == WORD and value in account_words:
+                    account_seen, run = True, None
+                if (kind == WORD and value in live_words) or (
+                    kind == QUALIFIED and value in live_qualified
+                ):
+                    dirty = True
+                    context = _CONTEXT.get(value) if kind == WORD else None
+                    if value == "INTO" and effect == 1:  # only INTO @v can add to it
+                        context = _INTO_VARIABLE
+                    if context is None or context(sql, i):  # else it changes nothing here
+                        ahead = _LOOKAHEAD
+                    elif ahead:
+                        ahead -= 1
+                elif kind == QUOTED and value.lower() == "mysql":
+                    ahead = _LOOKAHEAD
+                elif ahead:
+                    ahead -= 1
+            else:
+                if kind == VAR or token is _ASSIGN:
+                    dirty = True
+                if ahead:
+                    ahead -= 1
+            # Bring the settled facts up to date now and then (up to the tokens whose
+            # following tokens are all read), so that a word repeated once its effect is
+            # known stops being read one by one.
+            if (
+                dirty
+                and scanned >= 0
+                and len(tokens) - scanned >= 8
+                and not broken
+                and tokens[-1] not in _UNSETTLED
+                and tokens[-2] not in _UNSETTLED
+            ):
+                settled = _settle(tokens, scanned, len(tokens), det_done, effect, locks_done)
+                scanned = len(tokens)
+                if settled is not None:
+                    det_done, effect, locks_done = settled
+                    live_words, live_qualified = _live(settled)
+                    run = None
     if in_exec:
         broken = True  # an executable comment that never ends
-    pieces.append((start, n, tokens, comment, broken))
+    pieces.append((start, n, tokens, comment, broken, gapped))
     return [p for p in pieces if p[2] or p[3] or p[4]], placeholders, mode_dependent
+
+
+# What must follow a word for it to matter (`_scan`): after the word, past whitespace and
+# comments, these tokens (or an executable comment: then it cannot be told here).
+_CONTEXT_SEP = (
+    r"(?:[ \t\n\r\x0b\x0c]++|/\*(?!!)[^*]*+\*++(?:[^/*][^*]*+\*++)*+/"
+    r"|--(?=[\x00-\x20\x7f]|\Z)[^\n\x00]*+|#[^\n\x00]*+|\*/)*+"
+)
+
+
+def _context(what: str) -> Callable[[str, int], object]:
+    return re.compile(rf"{_CONTEXT_SEP}(?:{what}|/\*!)", re.IGNORECASE | re.ASCII).match
+
+
+_INTO_VARIABLE = _context("@")
+_CONTEXT: dict[str, Callable[[str, int], object]] = {
+    "FOR": _context(r"(?:UPDATE|SHARE)(?![0-9A-Za-z_$\x80-\uffff])"),
+    "LOCK": _context(r"IN(?![0-9A-Za-z_$\x80-\uffff])"),
+    "NEXT": _context(r"VALUE(?![0-9A-Za-z_$\x80-\uffff])"),
+    "PREVIOUS": _context(r"VALUE(?![0-9A-Za-z_$\x80-\uffff])"),
+    "MYSQL": _context(r"\."),
+    **dict.fromkeys(_CALLS_NONDETERMINISTIC | _CALLS_EFFECT | _CALLS_STATE, _context(r"\(")),
+}
+
+
+#: Tokens that `_scan` may over-read while the two tokens after them are not read yet
+#: (``LAST_INSERT_ID(`` then nothing looks like an argument); everything else can only be
+#: under-read, which settles less, never wrongly.
+_UNSETTLED = frozenset({(WORD, "LAST_INSERT_ID"), (WORD, "UNIX_TIMESTAMP")})
+
+
+def _settle(
+    tokens: list[Token], a: int, b: int, det_done: bool, effect: int, locks_done: bool
+) -> tuple[bool, int, bool] | None:
+    """What `_scan` finds in ``tokens[a:b]`` added to what a statement is known to do
+    (None when nothing changes): deterministic no more, its effect level (1: a side effect,
+    2: one that leaves state too), row locks."""
+    fx, lk, st, det = _scan(tokens[a:b])
+    level = 2 if st else 1 if fx else 0
+    if level > effect or (lk and not locks_done) or (not det and not det_done):
+        return det_done or not det, max(effect, level), locks_done or lk
+    return None
+
+
+@functools.cache
+def _live(settled: tuple[bool, int, bool]) -> tuple[frozenset[str], frozenset[str]]:
+    """The words (and qualified names) that may still change a fact, given `_settle`'s."""
+    det_done, effect, locks_done = settled
+    words = {"MYSQL", "TO", "CHAIN", "RELEASE", "NO", "TEMPORARY", "EXPORT", "LOCK"}
+    qualified: set[str] = set()
+    if not det_done:
+        words |= _CALLS_NONDETERMINISTIC | _BARE_FORMS | {"PREVIOUS", "NEXT"}
+        qualified |= _RELEVANT_QUALIFIED
+    if effect == 0:
+        words |= _CALLS_EFFECT | {"INTO", "NEXT"}
+    if effect < 2:
+        words |= _CALLS_STATE | {"INTO", "NEXT"}
+        qualified.add("NEXTVAL")
+    if not locks_done:
+        words.add("FOR")
+    return frozenset(words), frozenset(qualified)
 
 
 def _exponent_end(sql: str, j: int) -> int:
@@ -773,7 +1277,8 @@ _COMPLETE_WORDS = {
     "END": _TK_END,
 }
 # trans[state][token class]; state 1 is "at the start of a statement" (whitespace, class 1,
-# never changes the state and is not fed in).
+# never changes the state and is not fed in). Any run of other tokens moves a state as one
+# such token does, so skipped runs count as one.
 _COMPLETE_TRANS = (
     (1, 0, 2, 3, 4, 2, 2, 2),
     (1, 1, 2, 3, 4, 2, 2, 2),
@@ -786,18 +1291,153 @@ _COMPLETE_TRANS = (
 )
 
 
-def _lex_sqlite(sql: str) -> tuple[list[_Piece], list[_Placeholder]]:
-    """Scan ``sql`` as SQLite's tokenizer would; comment-only pieces are dropped."""
+def _sqlite_runs(
+    pct: bool, det_done: bool, effect: int, locks_done: bool, account_seen: bool, head_class: int
+) -> str:
+    """`_Runs` for SQLite's tokenizer: whitespace, numbers, words that matter to nothing,
+    quoted text and comments, operators; never ';', a parameter or a word of
+    `_COMPLETE_WORDS`."""
+    pc = "%" if pct else ""
+    sep = r"(?:[ \t\n\x0c\r]++|--[^\n]*+|/\*[^*]*+\*++(?:[^/*][^*]*+\*++)*+/)*+"
+
+    def then(what: str) -> str:
+        return rf"(?={sep}{what})"
+
+    def end(word: str) -> str:
+        return rf"{word}(?!{_IDC})"
+
+    words = [end(_alternation(set(_COMPLETE_WORDS)))]
+    plain: set[str] = set()
+    calls: set[str] = set()
+    qualified: set[str] = set()
+    if not det_done:
+        calls |= _CALLS_NONDETERMINISTIC
+        plain |= _BARE_FORMS
+        qualified |= _RELEVANT_QUALIFIED
+        words.append(end("(?:PREVIOUS|NEXT)") + then(end("VALUE")))
+    if effect < 2:
+        calls |= _CALLS_STATE
+        qualified.add("NEXTVAL")
+        words.append(end("NEXT") + then(end("VALUE")))
+        if effect == 0:
+            calls |= _CALLS_EFFECT
+            plain.add("INTO")
+    if not locks_done:
+        words.append(end("FOR") + then(end("(?:UPDATE|SHARE)")))
+        words.append(end("LOCK") + then(end("IN")))
+    if head_class == 1:
+        plain |= {"TO", "CHAIN", "RELEASE", "NO"}
+    elif head_class == 2:
+        plain.add("TEMPORARY")
+    elif head_class == 3:
+        plain |= {"LOCK", "EXPORT"}
+    words.append(end("MYSQL") + then(r"\."))
+    if plain:
+        words.append(end(_alternation(plain)))
+    if calls:
+        words.append(end(_alternation(calls)) + then(r"\("))
+    if not account_seen:
+        words.append(end(_alternation(_ACCOUNT_WORDS)))
+    not_relevant = "(?!(?ai:" + "|".join(words) + "))"
+    ops = r"!&()*+,<=>\]^{|}~\\"
+    alternatives = [
+        rf"[ \t\n\x0c\r{ops}]++",
+        # numbers: digits, a fraction, an exponent, then any name characters
+        rf"(?:[0-9]++(?:\.[0-9]*+)?|\.[0-9]++)(?:[eE][+-]?[0-9]++)?{_IDC}*+",
+        # a word ('.' is read one by one: the word after it is a qualified name)
+        rf"(?={_IDSTART})(?![xX]'){not_relevant}{_IDSTART}{_IDC}*+",
+        r"[xX]'(?:[0-9A-Fa-f][0-9A-Fa-f])*+'",
+        rf"'(?:[^'{pc}]++|'')*+'",
+        rf'"(?!(?ai:mysql)")(?:[^"{pc}]++|"")*+"',
+        rf"`(?!(?ai:mysql)`)(?:[^`{pc}]++|``)*+`",
+        rf"\[(?!(?ai:mysql)\])[^\]{pc}]*+\]",
+        rf"--[^\n{pc}]*+(?=\n|\Z)",
+        rf"/\*[^*{pc}]*+\*++(?:[^/*{pc}][^*{pc}]*+\*++)*+/",
+        r"/(?!\*)",
+        r"-(?!-)",
+        r"%%|%s|%\([A-Za-z_][A-Za-z0-9_]*\)s|%",
+        _SQLITE_OTHER,
+    ]
+    return "(?:" + "|".join(alternatives) + ")*+"
+
+
+_SQLITE_RUNS: dict[tuple[object, ...], re.Pattern[str]] = {}
+
+
+def _lex_sqlite(sql: str, exact: bool = False) -> tuple[list[_Piece], list[_Placeholder]] | None:
+    """Scan ``sql`` as SQLite's tokenizer would; comment-only pieces are dropped. Runs that
+    change no fact are skipped as in `_lex_mysql` (unless ``exact``, which gives up past
+    `_FAR_TOKENS` tokens)."""
     n = len(sql)
+    pct = "%" in sql and ("%s" in sql or "%(" in sql or "%%" in sql)
     pieces: list[_Piece] = []
     placeholders: list[_Placeholder] = []
     tokens: list[Token] = []
     start, broken, state = 0, False, 0
+    lead = ahead = effect = head_class = 0
+    scanned = -1
+    det_done = locks_done = gapped = account_seen = False
+    run = None
+    budget = _FAR_TOKENS
+    relevant_words, relevant_qualified, account_words = (
+        _RELEVANT_WORDS,
+        _RELEVANT_QUALIFIED,
+        _ACCOUNT_WORDS,
+    )
     i = 0
     while i < n:
+        if exact:
+            budget -= 1
+            if budget < 0:
+                return None
+        elif not tokens:  # whitespace and comments first
+            end = _SQLITE_LEADING.match(sql, i).end()  # type: ignore[union-attr]
+            if end > i:
+                i = end
+                if i >= n:
+                    break
+        elif not ahead and not broken and len(tokens) > lead:
+            if scanned < 0:
+                first = tokens[lead]
+                if (
+                    first[0] != WORD
+                    or first[1] not in _WINDOWED_HEADS
+                    or len(tokens) - lead >= _HEAD_WINDOW
+                ):
+                    head_class = _HEAD_CLASSES.get(first[1], 0) if first[0] == WORD else 0
+                    scanned = 0
+            if scanned >= 0:
+                if scanned < len(tokens):
+                    fx, lk, st, det = _scan(tokens[scanned:])
+                    scanned = len(tokens)
+                    level = 2 if st else 1 if fx else 0
+                    if level > effect or (lk and not locks_done) or (not det and not det_done):
+                        effect = max(effect, level)
+                        locks_done = locks_done or lk
+                        det_done = det_done or not det
+                        run = None
+                if run is None:
+                    key = (pct, det_done, effect, locks_done, account_seen, head_class)
+                    pattern = _SQLITE_RUNS.get(key)
+                    if pattern is None:
+                        pattern = _SQLITE_RUNS[key] = re.compile(_sqlite_runs(*key))  # type: ignore[arg-type]
+                    run = pattern.match
+                end = run(sql, i).end()  # type: ignore[union-attr]
+                if end > i:
+                    if tokens[-1] is not _GAP:
+                        tokens.append(_GAP)
+                        state = _COMPLETE_TRANS[state][_TK_OTHER]
+                    gapped = True
+                    if pct and sql.find("%", i, end) >= 0:
+                        placeholders.append((i, end, _GAPPED))
+                    i = end
+                    if i >= n:
+                        break
+        before = len(tokens)
         c = sql[i]
         if c in _SQLITE_SPACE:
-            i += 1
+            nxt = sql[i + 1 : i + 2]
+            i = _SQLITE_SPACE_RUN.match(sql, i).end() if nxt and nxt in _SQLITE_SPACE else i + 1  # type: ignore[union-attr]
             continue
         token_class = _TK_OTHER
         if c in "?:@$#" and (c == "?" or _is_ident(sql[i + 1 : i + 2] or " ")):
@@ -813,10 +1453,10 @@ def _lex_sqlite(sql: str) -> tuple[list[_Piece], list[_Placeholder]]:
             i = end
         elif c in _ASCII_IDENT or c >= "\x80":
             if sql[i + 1 : i + 2] == "'" and c in "xX":  # a blob literal
-                run = _HEX_RUN.match(sql, i + 2).end()  # type: ignore[union-attr]
-                if run < n and sql[run] == "'" and (run - i - 2) % 2 == 0:
+                run_end = _HEX_RUN.match(sql, i + 2).end()  # type: ignore[union-attr]
+                if run_end < n and sql[run_end] == "'" and (run_end - i - 2) % 2 == 0:
                     tokens.append(_STRING)
-                    i = run + 1
+                    i = run_end + 1
                 else:
                     broken, i = True, n
             else:
@@ -842,49 +1482,125 @@ def _lex_sqlite(sql: str) -> tuple[list[_Piece], list[_Placeholder]]:
         elif c == ";":
             state = _COMPLETE_TRANS[state][_TK_SEMI]
             if state == 1 and not broken:
-                pieces.append((start, i, tokens, False, False))
+                pieces.append((start, i, tokens, False, False, gapped))
                 tokens = []
                 start = i + 1
+                lead = ahead = effect = head_class = 0
+                scanned = -1
+                det_done = locks_done = gapped = account_seen = False
+                run = None
             i += 1
             continue
         elif c == "%":
             i = _placeholder(sql, i, tokens, placeholders)
         else:
-            tokens.append((OP, c))
+            if c == "(" and len(tokens) == lead:
+                lead += 1
+            tokens.append((OP, c) if c != "(" else _LPAREN)
             i += 1
         state = _COMPLETE_TRANS[state][token_class]
-    pieces.append((start, n, tokens, False, broken))
+        if len(tokens) > before:
+            token = tokens[-1]
+            kind = token[0]
+            if kind == WORD or kind == QUALIFIED or kind == QUOTED:
+                value = token[1]
+                if not account_seen and kind == WORD and value in account_words:
+                    account_seen, run = True, None
+                if (
+                    (kind == WORD and value in relevant_words)
+                    or (kind == QUALIFIED and value in relevant_qualified)
+                    or (kind == QUOTED and value.lower() == "mysql")
+                    or token_class != _TK_OTHER
+                    or token == _DOT
+                ):
+                    ahead = _LOOKAHEAD
+                elif ahead:
+                    ahead -= 1
+            elif token == _DOT:
+                ahead = max(ahead - 1, 1)  # the word after it is a qualified name
+            elif ahead:
+                ahead -= 1
+    pieces.append((start, n, tokens, False, broken, gapped))
     return [p for p in pieces if p[2] or p[4]], placeholders
 
 
 # ------------------------------------------------------------------ readings
 
-
-def _version_gates(sql: str) -> set[int] | None:
-    """The versions of the ``/*!NNNNN`` and ``/*M!NNNNN`` gates in ``sql`` (a superset: also
-    those inside strings); None when the text has no executable comment at all."""
-    gates: set[int] = set()
-    found = False
-    for marker in ("/*!", "/*M!"):
-        at = sql.find(marker)
-        while at >= 0:
-            found = True
-            k = at + len(marker)
-            end = _DIGIT_RUN.match(sql, k, k + 6).end()  # type: ignore[union-attr]
-            if end - k >= 5:
-                gates.add(int(sql[k:end]))
-            at = sql.find(marker, k)
-    return gates if found else None
+_GATE6 = re.compile(r"/\*(M?)!([0-9]{6})")
+_GATE5 = re.compile(r"/\*(M?)!([0-9]{5})(?![0-9])")
+_GATE = re.compile(r"/\*(M?)!([0-9]{5,6})")
+#: Distinct gate openers looked for one at a time (each a search and a replace); past this
+#: many, the rest are found in one pass.
+_GATES_ONE_BY_ONE = 16
 
 
-def _readings(sql: str) -> tuple[list[list[_Piece]], list[_Placeholder], bool]:
-    """Every reading of a ``mysql`` text (the primary one first), its placeholders, and
-    whether it names too many version gates to be read every way."""
-    primary, placeholders, mode_dependent = _lex_mysql(sql, MARIADB_VERSION, False, False, False)
+def _gate_openers(sql: str) -> list[tuple[str, str]] | None:
+    """The distinct version-gated openers (``("M" or "", digits)``) in ``sql``, six digits
+    first (also those inside strings: a superset); None when the text has no executable
+    comment at all."""
+    if "!" not in sql or ("/*!" not in sql and "/*M!" not in sql):  # (one character first:
+        # a one-character search is many times faster than a longer one)
+        return None
+    found: list[tuple[str, str]] = []
+    work = sql
+    for gate in (_GATE6, _GATE5):  # six digits first: "/*!50000" is a prefix of "/*!500001"
+        while len(found) < _GATES_ONE_BY_ONE:
+            match = gate.search(work)
+            if match is None:
+                break
+            found.append((match.group(1), match.group(2)))
+            work = work.replace(match.group(0), " " * len(match.group(0)))
+    if len(found) >= _GATES_ONE_BY_ONE and _GATE.search(work):
+        found = sorted(set(_GATE.findall(sql)), key=lambda gate: -len(gate[1]))
+    return found
+
+
+def _runs_gate(maria: str, gate: int, version: int, mysql_server: bool) -> bool:
+    """Whether ``/*!NNNNN`` (``maria`` "") or ``/*M!NNNNN`` (``maria`` "M") is run as code."""
+    if maria:
+        return not mysql_server and gate <= version
+    return gate <= version and (mysql_server or gate < 50700 or gate > 99999)
+
+
+def _rewrite_gates(
+    sql: str, openers: list[tuple[str, str]], version: int, mysql_server: bool
+) -> str:
+    """``sql`` with every executable comment opener replaced, at the same length, by the
+    form the scanner reads for this server: ``/*!`` and spaces (run as code), ``/*!`` and
+    `_MARK` (skipped, inner comments allowed) or ``/*`` and spaces (an ordinary comment:
+    ``/*M!`` to MySQL)."""
+
+    def form(maria: str, digits: str) -> str:
+        if maria and mysql_server:
+            return "/*" + " " * (len(digits) + 2)
+        if _runs_gate(maria, int(digits), version, mysql_server):
+            return "/*!" + " " * (len(digits) + len(maria))
+        return "/*!" + _MARK * (len(digits) + len(maria))
+
+    if len(openers) > _GATES_ONE_BY_ONE:
+        sql = _GATE.sub(lambda m: form(m.group(1), m.group(2)), sql)
+    else:
+        for maria, digits in openers:
+            sql = sql.replace(f"/*{maria}!{digits}", form(maria, digits))
+    if "/*M!" in sql:  # ungated: MariaDB runs it, MySQL skips it
+        sql = sql.replace("/*M!", "/*  " if mysql_server else "/*! ")
+    return sql
+
+
+def _readings(
+    sql: str,
+) -> tuple[list[list[_Piece]], list[str], list[tuple[bool, bool]], list[_Placeholder], bool]:
+    """Every reading of a ``mysql`` text (the primary one first): its pieces, the rewritten
+    text and sql_mode it was read in, the primary reading's placeholders, and whether the
+    text names too many version gates to be read every way."""
+    base = sql
+    if _MARK in sql and "/*!" + _MARK in sql:  # (taken for a skipped comment's mark)
+        base = sql.replace("/*!" + _MARK, "/*!\x02")
+    openers = _gate_openers(base)
     servers: list[tuple[int, bool]] = [(MARIADB_VERSION, False)]
     too_many = False
-    gates = _version_gates(sql)
-    if gates is not None:
+    if openers is not None:
+        gates = {int(digits) for _, digits in openers}
         too_many = len(gates) > MAX_VERSION_GATES
         thresholds = {0, max(gates, default=0)} if too_many else {0, *gates}
         with_mysql = "/*M!" in sql or any(50700 <= gate <= 99999 for gate in gates)
@@ -894,69 +1610,170 @@ def _readings(sql: str) -> tuple[list[list[_Piece]], list[_Placeholder], bool]:
                 servers.append((threshold, False))
             if with_mysql:
                 servers.append((threshold, True))
-    readings = [primary]
-    for version, mysql_server in servers[1:]:
-        pieces, _, dependent = _lex_mysql(sql, version, mysql_server, False, False)
+    texts = [
+        base if openers is None else _rewrite_gates(base, openers, version, mysql_server)
+        for version, mysql_server in servers
+    ]
+    readings: list[list[_Piece]] = []
+    read_texts: list[str] = []
+    modes: list[tuple[bool, bool]] = []
+    placeholders: list[_Placeholder] = []
+    mode_dependent = False
+    for k, text in enumerate(texts):
+        pieces, found, dependent = _lex_mysql(text, False, False)  # type: ignore[misc]
+        if k == 0:
+            placeholders = found
         readings.append(pieces)
+        read_texts.append(text)
+        modes.append((False, False))
         mode_dependent = mode_dependent or dependent
     if mode_dependent:
-        for version, mysql_server in servers:
+        for text in texts:
             for ansi_quotes, no_backslash in ((False, True), (True, False), (True, True)):
-                readings.append(
-                    _lex_mysql(sql, version, mysql_server, ansi_quotes, no_backslash)[0]
-                )
-    return readings, placeholders, too_many
+                readings.append(_lex_mysql(text, ansi_quotes, no_backslash)[0])  # type: ignore[index]
+                read_texts.append(text)
+                modes.append((ansi_quotes, no_backslash))
+    return readings, read_texts, modes, placeholders, too_many
+
+
+_ACCOUNT_TEXT = re.compile(
+    rf"(?ai)(?<!{_IDC})(?:GRANT|REVOKE|USER|ROLE|PASSWORD|PREPARE|EXECUTE|MYSQL)(?!{_IDC})"
+)
+
+
+def _far(tokens: list[Token]) -> bool:
+    """True when judging a statement read with gaps needs its tokens far past its head:
+    ``WITH`` lists, ``SET STATEMENT`` variables, ``EXPLAIN ANALYZE``, stored programs."""
+    start = 0
+    while start < len(tokens) and tokens[start] == _LPAREN:
+        start += 1
+    head = _word(tokens, start)
+    if head == "WITH":
+        return True
+    if head in _EXPLAIN_HEADS:
+        i, analyze = _explained(tokens, start + 1)
+        return analyze or i >= len(tokens) or tokens[i] is _GAP
+    if head == "SET":
+        return _word(tokens, start + 1) == "STATEMENT"
+    if head in ("CREATE", "ALTER"):
+        return _defines_program(tokens, start)
+    return False
+
+
+def _verdict_of(piece: _Piece, text: str, mode: tuple[bool, bool] | None) -> _Verdict:
+    """The verdict on one piece of ``text`` (read in ``mode``; None: SQLite)."""
+    start, end, tokens, _, broken, gapped = piece
+    if gapped and not broken and _far(tokens):
+        if mode is None:
+            exact = _lex_sqlite(text[start:end], exact=True)
+        else:
+            exact = _lex_mysql(text[start:end], mode[0], mode[1], exact=True)  # type: ignore[assignment]
+        if exact is None or len(exact[0]) != 1:  # too long to read every token: fail closed
+            return WRITE, True, bool(_ACCOUNT_TEXT.search(text, start, end)), False
+        tokens = exact[0][0][2]
+    return _judge(tokens, broken)
+
+
+# What `_read` needs of one piece: its verdict, whether it is ``XA PREPARE``, whether it is
+# a plain ``USE db``.
+_PieceFacts = tuple[tuple[str, bool, bool, bool], bool, bool]
+
+
+def _piece_facts(
+    piece: _Piece,
+    text: str,
+    mode: tuple[bool, bool] | None,
+    seen: dict[tuple[object, ...], _PieceFacts],
+) -> _PieceFacts:
+    """`_verdict_of` and the head's facts of one piece; pieces with the same (few) tokens
+    are judged once (``SELECT 1`` and ``SELECT 2`` read alike: values are not kept)."""
+    tokens, broken = piece[2], piece[4]
+    key: tuple[object, ...] | None = None
+    if len(tokens) <= 32:
+        key = (broken, *tokens)
+        found = seen.get(key)
+        if found is not None:
+            return found
+        if piece[5] and not broken and _far(tokens):  # judged on its text: not by tokens
+            key = None
+    verdict = _verdict_of(piece, text, mode)
+    start, head = _head(tokens) if tokens else (-1, "")
+    xa_prepare = head == "XA" and _word(tokens, start + 1) == "PREPARE"
+    plain_use = head == "USE" and start == 0 and len(tokens) == 2
+    plain_use = plain_use and tokens[1][0] in (WORD, QUOTED)
+    facts = (verdict, xa_prepare, plain_use)
+    if key is not None:
+        seen[key] = facts
+    return facts
 
 
 def _read(sql: str, dialect: str) -> SQLFacts:
+    modes: list[tuple[bool, bool] | None]
     if dialect == MYSQL:
-        readings, placeholders, unreadable = _readings(sql)
+        readings, texts, mysql_modes, placeholders, unreadable = _readings(sql)
+        modes = list(mysql_modes)
         space = _MYSQL_SPACE
     elif dialect == SQLITE:
-        pieces, placeholders = _lex_sqlite(sql)
-        readings, unreadable, space = [pieces], False, _SQLITE_SPACE
+        pieces, placeholders = _lex_sqlite(sql)  # type: ignore[misc]
+        readings, texts, modes = [pieces], [sql], [None]
+        unreadable, space = False, _SQLITE_SPACE
     else:
         raise ValueError(f"unknown SQL dialect {dialect!r}: use 'mysql' or 'sqlite'")
+    seen: dict[tuple[object, ...], _PieceFacts] = {}
     primary = readings[0]
     bounds = [(piece[0], piece[1]) for piece in primary]
-    verdicts = [_judge(piece[2], piece[4]) for piece in primary]
-    kinds = [verdict[0] for verdict in verdicts]
-    session = account = False
+    judged = [_piece_facts(piece, texts[0], modes[0], seen) for piece in primary]  # type: ignore[arg-type]
+    kinds = [facts[0][0] for facts in judged]
+    secrets = [piece[4] or facts[0][2] for piece, facts in zip(primary, judged)]
+    session = account = xa_prepare = False
     deterministic = True
-    for verdict in verdicts:
-        session = session or verdict[1]
-        account = account or verdict[2]
-        deterministic = deterministic and verdict[3]
-    for pieces in readings[1:]:  # a statement is a read only when it is one in every reading
+    uses = [facts[2] for facts in judged]
+    for (_, leaves_state, manages_accounts, same_answer), xa, _ in judged:
+        session = session or leaves_state
+        account = account or manages_accounts
+        deterministic = deterministic and same_answer
+        xa_prepare = xa_prepare or xa
+    any_secret = any(secrets)
+    for r in range(1, len(readings)):  # a statement is a read only when it is one every way
+        pieces = readings[r]
         aligned = len(pieces) == len(bounds)
         for k, piece in enumerate(pieces):
-            kind, leaves_state, manages_accounts, same_answer = _judge(piece[2], piece[4])
+            verdict, xa, plain_use = _piece_facts(piece, texts[r], modes[r], seen)  # type: ignore[arg-type]
+            kind, leaves_state, manages_accounts, same_answer = verdict
             account = account or manages_accounts
             session = session or leaves_state
             deterministic = deterministic and same_answer
+            xa_prepare = xa_prepare or xa
+            secret = piece[4] or manages_accounts
+            any_secret = any_secret or secret
             if aligned and (piece[0], piece[1]) == bounds[k]:
                 if kind == WRITE:
                     kinds[k] = WRITE
+                if secret:
+                    secrets[k] = True
+                if not plain_use:
+                    uses[k] = False
             else:
                 aligned = False
         unreadable = unreadable or not aligned
     if unreadable:  # the readings disagree on the statements themselves
         kinds, session, deterministic = [WRITE] * len(bounds), True, False
-    reads_or_use, xa_prepare = not unreadable and bool(kinds), False
-    for pieces in readings:
-        for k, piece in enumerate(pieces):
-            tokens = piece[2]
-            start, head = _head(tokens) if tokens else (-1, "")
-            if head == "XA" and _word(tokens, start + 1) == "PREPARE":
-                xa_prepare = True
-            plain_use = head == "USE" and start == 0 and len(tokens) == 2
-            plain_use = plain_use and tokens[1][0] in (WORD, QUOTED)
-            if not plain_use and (k >= len(kinds) or kinds[k] != READ or piece[4]):
-                reads_or_use = False
+        if any_secret:
+            secrets = [True] * len(bounds)
+    # Every statement a read or a plain USE, in every reading (pieces align when readable).
+    reads_or_use = not unreadable and bool(kinds)
+    if reads_or_use:
+        reads_or_use = all(
+            (kind == READ and not piece[4]) or use for kind, use, piece in zip(kinds, uses, primary)
+        )
     positional = 0
     names: dict[str, None] = {}
-    for _, _, name in placeholders:
-        if name is None:
+    for start, end, name in placeholders:
+        if name is _GAPPED:
+            count, found = _gap_placeholders(sql[start:end])
+            positional += count
+            names.update(dict.fromkeys(found))
+        elif name is None:
             positional += 1
         elif name != "%":
             names[name] = None
@@ -971,17 +1788,25 @@ def _read(sql: str, dialect: str) -> SQLFacts:
         names=tuple(names),
         reads_or_use=reads_or_use,
         xa_prepare=xa_prepare,
+        secrets=tuple(secrets),
     )
 
 
 _read_memo = functools.lru_cache(maxsize=4096)(_read)
 
+_QMARK_REPLACE = re.compile(r"%%|%s|%\(([A-Za-z_][A-Za-z0-9_]*)\)s")
+
 
 def _to_qmark(statement: str, dialect: str) -> str:
     if dialect == MYSQL:
-        placeholders = _lex_mysql(statement, MARIADB_VERSION, False, False, False)[1]
+        base = (
+            statement.replace("/*!" + _MARK, "/*!\x02") if "/*!" + _MARK in statement else statement
+        )
+        openers = _gate_openers(base)
+        text = base if openers is None else _rewrite_gates(base, openers, MARIADB_VERSION, False)
+        placeholders = _lex_mysql(text, False, False)[1]  # type: ignore[index]
     elif dialect == SQLITE:
-        placeholders = _lex_sqlite(statement)[1]
+        placeholders = _lex_sqlite(statement)[1]  # type: ignore[index]
     else:
         raise ValueError(f"unknown SQL dialect {dialect!r}: use 'mysql' or 'sqlite'")
     if not placeholders:
@@ -990,7 +1815,17 @@ def _to_qmark(statement: str, dialect: str) -> str:
     at = 0
     for start, end, name in placeholders:
         out.append(statement[at:start])
-        out.append("?" if name is None else "%" if name == "%" else ":" + name)
+        if name is _GAPPED:  # code only: every %% , %s and %(name)s in it is a placeholder
+            out.append(
+                _QMARK_REPLACE.sub(
+                    lambda m: (
+                        "%" if m.group(0) == "%%" else ":" + m.group(1) if m.group(1) else "?"
+                    ),
+                    statement[start:end],
+                )
+            )
+        else:
+            out.append("?" if name is None else "%" if name == "%" else ":" + name)
         at = end
     out.append(statement[at:])
     return "".join(out)
@@ -1255,7 +2090,6 @@ def _session_statement(tokens: list[Token], start: int, head: str) -> bool:
     return head not in _SESSION_FREE_HEADS
 
 
-_PROGRAM_WORDS = frozenset({"PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "PACKAGE"})
 _ACCOUNT_HEADS = frozenset(
     {"GRANT", "REVOKE", "SET", "CREATE", "ALTER", "DROP", "RENAME", "PREPARE", "EXECUTE"}
 )

@@ -13,8 +13,11 @@ texts: it never scans far beyond what it keeps.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
 MASK = "***"
 
@@ -167,3 +170,197 @@ def excerpt(text: str, limit: int = 2048) -> str:
     scan = 4 * limit
     kept, dropped = _cut(redact(text[:scan]), limit)
     return _marked(kept, dropped + _utf8_len(text[scan:]))
+
+
+# ------------------------------------------------------------------ SQL and fields, by meaning
+
+#: A word that names a secret, anywhere in a statement (code, quotes or comments: when unsure,
+#: hide). Statements holding one are shown as their kind only (`shown_sql`).
+SECRET_WORDS = re.compile(
+    r"pass|pwd|(?<![a-z])pw(?![a-z])|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
+    r"|credential|identified|crypt|encode|decode|authentication",
+    re.IGNORECASE,
+)
+#: A query-string or form field whose name means a secret (after decoding, in any case).
+SECRET_FIELDS = re.compile(
+    r"pass|pwd|(?<![a-z])pw(?![a-z])|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
+    r"|credential|auth|session|cookie|signature",
+    re.IGNORECASE,
+)
+#: What replaces a secret statement's text (after its kind) and a hidden value.
+REDACTED = "[redacted]"
+#: Of a statement, this many characters are looked at for `SECRET_WORDS` (a statement shown
+#: is cut far shorter); of SQL whose facts were never read, this many are read.
+SCAN_LIMIT = 16 * 1024
+
+_KIND_WORDS = re.compile(
+    r"(?:[ \t\n\r\x0b\x0c(]+|/\*(?![!+])[^*]*\*+(?:[^/*][^*]*\*+)*/|(?:--[ \t]|#)[^\n]*(?:\n|\Z))*"
+    r"([A-Za-z]+)(?:[ \t\n\r\x0b\x0c]+([A-Za-z]+)(?![A-Za-z0-9_$]))?"
+)
+_KIND_FIRST = frozenset(
+    {"CREATE", "ALTER", "DROP", "RENAME", "SET", "CHANGE", "START", "STOP", "SHOW", "FLUSH"}
+)
+_KIND_SECOND = frozenset(
+    {
+        "USER",
+        "ROLE",
+        "SERVER",
+        "PASSWORD",
+        "TABLE",
+        "DATABASE",
+        "SCHEMA",
+        "VIEW",
+        "INDEX",
+        "PROCEDURE",
+        "FUNCTION",
+        "TRIGGER",
+        "EVENT",
+        "PACKAGE",
+        "SEQUENCE",
+        "MASTER",
+        "REPLICATION",
+        "REPLICA",
+        "SLAVE",
+        "DEFAULT",
+        "GLOBAL",
+        "SESSION",
+        "STATEMENT",
+        "INTO",
+        "TEMPORARY",
+        "OR",
+        "TRANSACTION",
+        "NAMES",
+    }
+)
+
+
+def statement_kind(statement: str) -> str:
+    """What a statement is, from its first words: ``CREATE USER``, ``SET PASSWORD``,
+    ``SELECT``; ``(statement)`` when it does not start with a word (a comment that runs as
+    code, say)."""
+    match = _KIND_WORDS.match(statement)
+    if match is None:
+        return "(statement)"
+    first, second = match.group(1).upper(), (match.group(2) or "").upper()
+    return f"{first} {second}" if first in _KIND_FIRST and second in _KIND_SECOND else first
+
+
+def secret_statements(facts: Any) -> list[bool]:
+    """For each statement of ``facts`` (`gateway.sql.SQLFacts`): it may hold a secret, as the
+    tokenizer saw it (``facts.secrets``: account statements, unreadable text) or because a
+    word in it names one (`SECRET_WORDS`)."""
+    flags = tuple(getattr(facts, "secrets", ()))
+    statements = facts.statements
+    return [
+        (k < len(flags) and flags[k]) or SECRET_WORDS.search(text, 0, SCAN_LIMIT) is not None
+        for k, text in enumerate(statements)
+    ]
+
+
+def shown_sql(sql: str, facts: Any = None) -> str:
+    """``sql`` as a journal may show it: each statement that may hold a secret replaced by
+    its kind, ``CREATE USER … [redacted]``; unchanged when none does. ``facts`` are the
+    request's (read by the executor); without them the first `SCAN_LIMIT` characters are
+    read here (a text cut there may look unreadable: then it is hidden)."""
+    if facts is None:
+        from gateway.sql import read_sql  # (the gateway's one tokenizer)
+
+        try:
+            facts = read_sql(sql[:SCAN_LIMIT])
+        except Exception:  # never a reason to show the text
+            return REDACTED
+        cut = len(sql) > SCAN_LIMIT
+    else:
+        cut = False
+    secret = secret_statements(facts)
+    if not any(secret):
+        return sql
+    shown = [
+        f"{statement_kind(text)} … {REDACTED}" if hidden else text
+        for text, hidden in zip(facts.statements, secret)
+    ]
+    return "; ".join(shown) + (" …" if cut else "")
+
+
+def field_name(raw: bytes) -> str:
+    """A field name as a server may finally read it: ``+`` and ``%XX`` decoded, again while
+    that changes it (``pass%2577ord`` is ``password`` to a client that decodes twice)."""
+    text = raw.replace(b"+", b" ")
+    for _ in range(4):
+        decoded = unquote_to_bytes(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text.decode("utf-8", "replace")
+
+
+def _decoded(raw: bytes) -> str:
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace")
+
+
+def shown_target(uri: bytes, facts: Any = None) -> str:
+    """A request target (path and query, as received) decoded for a journal: fields whose
+    name means a secret (`SECRET_FIELDS`, however encoded) show ``***``; the SQL of ``/db``
+    (a JSON query) and of ``/dbform`` (its ``SQL`` field) shows as `shown_sql`, and its
+    ``PARAMS`` hidden when a statement is. A ``/db`` query that is not JSON is hidden when
+    it holds a `SECRET_WORDS` word."""
+    path, sep, query = uri.partition(b"?")
+    if not sep:
+        return _decoded(path)
+    endpoint = path.lstrip(b"/").split(b"/", 1)[0]
+    if endpoint == b"db":
+        return _decoded(path) + "?" + _shown_json_query(_decoded(query), facts)
+    fields = []
+    hide_params = False
+    form = endpoint == b"dbform"
+    for part in query.split(b"&"):
+        raw_name, eq, raw_value = part.partition(b"=")
+        name = field_name(raw_name)
+        if eq and SECRET_FIELDS.search(name):
+            fields.append(f"{_decoded(raw_name)}={MASK}")
+        elif form and eq and name.strip().upper() == "SQL":
+            sql = _decoded(raw_value)
+            shown = shown_sql(sql, facts)
+            hide_params = hide_params or shown is not sql
+            fields.append(f"{_decoded(raw_name)}={shown}")
+        else:
+            fields.append(_decoded(part))
+    if hide_params:
+        fields = [
+            f"{text.partition('=')[0]}={REDACTED}"
+            if text.partition("=")[0].strip().upper() == "PARAMS"
+            else text
+            for text in fields
+        ]
+    return _decoded(path) + "?" + "&".join(fields)
+
+
+def _shown_json_query(text: str, facts: Any) -> str:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return REDACTED if SECRET_WORDS.search(text) else text
+    if not isinstance(obj, dict):
+        return text
+    sql = obj.get("SQL")
+    shown = shown_sql(sql, facts) if isinstance(sql, str) else sql
+    secret_keys = [key for key in obj if isinstance(key, str) and SECRET_FIELDS.search(key)]
+    if shown is sql and not secret_keys:
+        return text
+    out = dict(obj)
+    if shown is not sql:
+        out["SQL"] = shown
+        if "PARAMS" in out:
+            out["PARAMS"] = REDACTED
+    for key in secret_keys:
+        out[key] = MASK
+    return json.dumps(out, ensure_ascii=False)
+
+
+def shown_error(error: str) -> str:
+    """An error about a statement that may hold a secret: the server's message quotes the
+    text (``... near 'IDENTIFIED BY ...'``), so everything from its first quote is hidden."""
+    quote = min(
+        (i for i in (error.find("'"), error.find('"'), error.find("`")) if i >= 0), default=-1
+    )
+    return error if quote < 0 else error[:quote] + REDACTED

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pytest
 
@@ -311,3 +313,268 @@ def test_redact_runs_in_linear_time(text: str) -> None:
     started = time.perf_counter()
     redact(text)
     assert time.perf_counter() - started < 2.0
+
+
+# ------------------------------------------------------------------ SQL and fields, by meaning
+#
+# What a journal shows of a request: `api.observe.request_line` (the SQL facts of the request
+# when the executor read them, else read here) then `excerpt` (the text rules above). Every
+# secret below starts with "pw-" so one assertion covers them all.
+
+SECRET_SQL = [
+    pytest.param("CREATE USER u IDENTIFIED\nBY 'pw-1'", "CREATE USER", id="identified-newline-by"),
+    pytest.param("CREATE USER u IDENTIFIED /**/ BY 'pw-1'", "CREATE USER", id="identified-comment"),
+    pytest.param("CREATE USER u IDENTIFIED BY N'pw-1'", "CREATE USER", id="by-national-string"),
+    pytest.param("create user u identified by _utf8mb4'pw-1'", "CREATE USER", id="introducer"),
+    pytest.param("CREATE USER u IDENTIFIED\tBY\x0b'pw-1'", "CREATE USER", id="tab-vt"),
+    pytest.param("CREATE USER u IDENTIFIED -- x\nBY 'pw-1'", "CREATE USER", id="line-comment"),
+    pytest.param("CREATE USER u IDENTIFIED BY 'p\\'w-1 pw-1'", "CREATE USER", id="escaped"),
+    pytest.param(
+        "ALTER USER u IDENTIFIED VIA ed25519 USING PASSWORD('pw-1')", "ALTER USER", id="via"
+    ),
+    pytest.param("ALTER USER u IDENTIFIED WITH x AS 'pw-1'", "ALTER USER", id="with-as"),
+    pytest.param("GRANT ALL ON *.* TO u IDENTIFIED BY 'pw-1'", "GRANT", id="grant-identified"),
+    pytest.param("SET PASSWORD FOR u = PASSWORD('pw-1')", "SET PASSWORD", id="set-password"),
+    pytest.param("SET PASSWORD = 'pw-1'", "SET PASSWORD", id="set-password-plain"),
+    pytest.param("SELECT OLD_PASSWORD('pw-1')", "SELECT", id="old-password"),
+    pytest.param("SELECT PaSsWoRd('pw-1')", "SELECT", id="password-mixed-case"),
+    pytest.param("UPDATE t SET passwd = 'pw-1' WHERE id = 1", "UPDATE", id="passwd-column"),
+    pytest.param("UPDATE t SET user_pw = 'pw-1'", "UPDATE", id="pw-column"),
+    pytest.param("SELECT * FROM t WHERE api_key = 'pw-1'", "SELECT", id="api-key-column"),
+    pytest.param("INSERT INTO t (name, secret) VALUES ('a', 'pw-1')", "INSERT", id="secret-col"),
+    pytest.param("SELECT `Token` FROM t WHERE x = 'pw-1'", "SELECT", id="quoted-token-name"),
+    pytest.param("SET @pwd = 'pw-1'", "SET", id="variable"),
+    pytest.param("CHANGE MASTER TO MASTER_PASSWORD='pw-1'", "CHANGE MASTER", id="master"),
+    pytest.param(
+        "CHANGE REPLICATION SOURCE TO SOURCE_PASSWORD='pw-1'", "CHANGE REPLICATION", id="source"
+    ),
+    pytest.param(
+        "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'u', PASSWORD 'pw-1')",
+        "CREATE SERVER",
+        id="server-options",
+    ),
+    pytest.param("SELECT AES_ENCRYPT('data', 'pw-1')", "SELECT", id="aes-encrypt"),
+    pytest.param("SELECT DES_DECRYPT(x, 'pw-1') FROM t", "SELECT", id="des-decrypt"),
+    pytest.param("SELECT ENCODE('data', 'pw-1')", "SELECT", id="encode"),
+    pytest.param("SELECT ENCRYPT('pw-1')", "SELECT", id="encrypt"),
+    pytest.param("SELECT 1 /*!50000 , PASSWORD('pw-1') */", "SELECT", id="executable-comment"),
+    pytest.param("SELECT 1 /*M!100000 , PASSWORD('pw-1') */", "SELECT", id="mariadb-comment"),
+    pytest.param("/*!50000 CREATE USER u IDENTIFIED BY 'pw-1' */", "(statement)", id="all-in-exec"),
+    pytest.param("CREATE USER u IDENTIFIED BY 'pw-1", "CREATE USER", id="unterminated"),
+    pytest.param("ALTER USER u ACCOUNT LOCK, 'pw-1'", "ALTER USER", id="account-statement"),
+    pytest.param("INSERT INTO mysql.global_priv VALUES ('pw-1')", "INSERT", id="grant-tables"),
+    pytest.param("SELECT 'a\\'; CREATE USER u IDENTIFIED BY 'pw-1' -- '", "SELECT", id="modes"),
+]
+
+
+def _journal(uri: bytes, facts: object = None) -> str:
+    from api.observe import request_line
+
+    return excerpt(request_line(b"GET", uri, b"HTTP/1.1", facts))
+
+
+@pytest.mark.parametrize(("sql", "kind"), SECRET_SQL)
+def test_secret_statements_show_their_kind_only(sql: str, kind: str) -> None:
+    """A statement holding a password or key clause, as the tokenizer splits the text, is
+    shown as its kind only, whether the executor's facts are at hand or not (a 401)."""
+    from urllib.parse import quote
+
+    from gateway.sql import read_sql
+
+    for uri in (
+        b"/db?" + quote(json.dumps({"SQL": sql, "PARAMS": ["pw-2"]})).encode(),
+        b"/dbform?SQL=" + quote(sql).encode() + b"&PARAMS=%5B%22pw-2%22%5D",
+    ):
+        for facts in (None, read_sql(sql)):
+            shown = _journal(uri, facts)
+            assert "pw-" not in shown, shown
+            assert f"{kind} … [redacted]" in shown, shown
+
+
+def test_only_the_secret_statements_are_replaced() -> None:
+    """Of several statements, each secret one is replaced by its kind; the others stay."""
+    sql = "SELECT 1; CREATE USER u IDENTIFIED BY 'pw-1'; SELECT 2; SET PASSWORD = 'pw-3'"
+    shown = _journal(b"/db?" + json.dumps({"SQL": sql}).replace(" ", "%20").encode())
+    assert "SELECT 1; CREATE USER … [redacted]; SELECT 2; SET PASSWORD … [redacted]" in shown
+    assert "pw-" not in shown
+
+
+def test_plain_sql_is_shown_as_it_was() -> None:
+    """A request whose statements hold nothing secret is shown as received (decoded)."""
+    sql = "SELECT a, b FROM t WHERE id = 1; SELECT 'it''s'"
+    line = _journal(b"/db?" + json.dumps({"SQL": sql}).replace(" ", "%20").encode())
+    assert line == f"GET /db?{json.dumps({'SQL': sql})} HTTP/1.1"
+
+
+def test_tokenizer_marks_secret_statements() -> None:
+    """SQLFacts.secrets: account statements and statements the server cannot read (in any
+    reading) are secret, per statement; the empty text has none."""
+    from gateway.sql import read_sql
+
+    facts = read_sql("SELECT 1; CREATE USER u IDENTIFIED BY 'x'; SELECT 'open")
+    assert facts.secrets == (False, True, True)
+    assert read_sql("GRANT SELECT ON d.* TO u").secrets == (True,)
+    assert read_sql("SELECT 1 /*!99999 ; */").secrets == (True,)  # boundaries depend on reading
+    assert read_sql("").secrets == () and read_sql("SELECT 1").secrets == (False,)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(b"password=pw-1", id="plain"),
+        pytest.param(b"PassWord=pw-1", id="mixed-case"),
+        pytest.param(b"PASSWD=pw-1", id="upper"),
+        pytest.param(b"pass%77ord=pw-1", id="percent-encoded-name"),
+        pytest.param(b"pass%2577ord=pw-1", id="double-encoded-name"),
+        pytest.param(b"%70%61%73%73=pw-1", id="all-encoded"),
+        pytest.param(b"db+password=pw-1", id="plus-in-name"),
+        pytest.param(b"x=1&pwd=pw-1&y=2", id="middle"),
+        pytest.param(b"user_pw=pw-1", id="pw-suffix"),
+        pytest.param(b"api-key=pw-1", id="api-key"),
+        pytest.param(b"ApiKey=pw-1", id="apikey"),
+        pytest.param(b"access_token=pw-1", id="token"),
+        pytest.param(b"client_secret=pw-1", id="secret"),
+        pytest.param(b"Authorization=Bearer%20pw-1", id="authorization"),
+        pytest.param(b"auth=pw-1", id="auth"),
+        pytest.param(b"password=pw-1%26still-pw-2", id="encoded-ampersand"),
+        pytest.param(b"password=%22pw-1%22", id="quoted-value"),
+    ],
+)
+@pytest.mark.parametrize("path", [b"/dbform", b"/stats", b"/other/x"])
+def test_secret_fields_are_masked_however_encoded(path: bytes, query: bytes) -> None:
+    """A query-string or form field whose name means a secret shows ``***``, whatever the
+    case or encoding of its name (decoded again while that changes it)."""
+    shown = _journal(path + b"?" + query)
+    assert "pw-" not in shown, shown
+    assert "=***" in shown
+
+
+def test_db_json_keys_and_unreadable_queries() -> None:
+    """In /db's JSON, secret-named keys are masked; a /db query that is not JSON is hidden
+    whole when it names a secret (it cannot be read, so nothing in it is trusted)."""
+    shown = _journal(b'/db?{"SQL":"SELECT%201","api_key":"pw-1"}')
+    assert "pw-" not in shown and '"SELECT 1"' in shown
+    shown = _journal(b'/db?{"SQL":"CREATE USER u IDENTIFIED BY \'pw-1\'"')  # no closing brace
+    assert "pw-" not in shown and "[redacted]" in shown
+    assert _journal(b"/db?not-json") == "GET /db?not-json HTTP/1.1"
+
+
+def test_statement_kind() -> None:
+    """The kind shown for a secret statement: its first words, past spaces, parentheses and
+    ordinary comments; never a word after the keyword that could be the secret."""
+    from stats.redact import statement_kind
+
+    assert statement_kind("  create user u IDENTIFIED BY 'x'") == "CREATE USER"
+    assert statement_kind("/* c */ -- d\n(SELECT 1)") == "SELECT"
+    assert statement_kind("SET PASSWORD = 'x'") == "SET PASSWORD"
+    assert statement_kind("SET hunter2 = 1") == "SET"
+    assert statement_kind("/*!50000 SELECT 1 */") == "(statement)"
+
+
+def test_error_about_a_secret_statement_is_cut_at_its_quote() -> None:
+    """The server's error quotes the statement: for a secret one, from the first quote on
+    it is hidden."""
+    from stats.redact import shown_error
+
+    error = "1064: You have an error in your SQL syntax near 'BY N'pw-1'' at line 1"
+    assert shown_error(error) == "1064: You have an error in your SQL syntax near [redacted]"
+    assert shown_error("1045: Access denied") == "1045: Access denied"
+
+
+def test_lazy_reading_is_bounded() -> None:
+    """A journal line made for a request whose SQL was never read (refused before
+    authentication) reads a bounded head of the SQL: a huge text costs little."""
+    from stats.redact import SCAN_LIMIT
+
+    sql = "SELECT " + "1+" * 400_000 + "1"
+    uri = b"/db?" + json.dumps({"SQL": sql}).encode()
+    started = time.process_time()
+    _journal(uri)
+    assert time.process_time() - started < 1.0
+    assert SCAN_LIMIT <= 64 * 1024
+
+
+# ------------------------------------------------------------------ end to end
+
+E2E_STATEMENTS = [
+    "CREATE USER IF NOT EXISTS 'redact_u'@'localhost' IDENTIFIED\nBY 'pw-newline-1'",
+    "ALTER USER 'redact_u'@'localhost' IDENTIFIED /**/ BY 'pw-comment-2'",
+    "SET PASSWORD FOR 'redact_u'@'localhost' = PASSWORD('pw-function-3')",
+    "SELECT 1; ALTER USER 'nobody'@'nowhere' IDENTIFIED BY N'pw-national-4'",  # an error
+    "SELECT AES_ENCRYPT('data', 'pw-aes-5') IS NOT NULL AS ok",
+    "SELECT 'pw-column-6' AS passwd",
+    "SELECT 1 /*!50000 , PASSWORD('pw-exec-7') */",
+    "CREATE USER 'redact_v'@'localhost' IDENTIFIED BY 'pw-syntax-8",  # unterminated: error
+]
+
+
+def _everything_shown(gw: Any, headers: dict[str, str] | None = None) -> str:
+    bodies = [gw.get(path, headers=headers).body for path in ("/stats/log", "/stats/errors")]
+    bodies.append(gw.get("/stats", headers=headers).body)
+    bodies.append(gw.get("/metrics", headers=headers).body)
+    return b"\n".join(bodies).decode("utf-8", "replace")
+
+
+def test_secrets_reach_no_journal_nor_log(
+    mariadb: Any, gateway_factory: Any, tmp_path: Any
+) -> None:
+    """Against a real gateway and MariaDB: statements with password clauses (however spaced,
+    commented, quoted or gated), secret-named form fields however encoded, on /db, GET and
+    POST /dbform: no secret byte reaches /stats/log, /stats/errors, /stats, /metrics, the
+    access log or the server's output; the journal shows each statement's kind."""
+    from urllib.parse import quote
+
+    access = tmp_path / "access.log"
+    gw = gateway_factory("--backend", mariadb.dsn(), "--access-log", str(access))
+    try:
+        for sql in E2E_STATEMENTS:
+            gw.db({"SQL": sql})
+        gw.get("/dbform?SQL=" + quote(E2E_STATEMENTS[1]) + "&PassWord=pw-form-9")
+        gw.get("/dbform?SQL=SELECT+1&pass%2577ord=pw-double-10&api-key=pw-key-11")
+        gw.post(
+            "/dbform",
+            b"SQL=" + quote(E2E_STATEMENTS[2]).encode() + b"&password=pw-body-12",
+            "application/x-www-form-urlencoded",
+        )
+        gw.get("/db?" + quote('{"SQL": "CREATE USER u IDENTIFIED BY \'pw-broken-json-13\'"'))
+        shown = _everything_shown(gw)
+        log = gw.get("/stats/log").json()
+    finally:
+        mariadb.sql("DROP USER IF EXISTS 'redact_u'@'localhost', 'redact_v'@'localhost'")
+        gw.stop()
+    assert "pw-" not in shown, shown
+    requests = "\n".join(entry["request"] for entry in log)
+    assert "CREATE USER … [redacted]" in requests and "SET PASSWORD … [redacted]" in requests
+    assert "SELECT 1; ALTER USER … [redacted]" in requests
+    text = access.read_text()
+    assert "pw-" not in text and "pw-" not in gw.output()
+    assert "CREATE USER … [redacted]" in text
+
+
+def test_secrets_refused_before_authentication(
+    mariadb: Any, redis: Any, gateway_factory: Any, tmp_path: Any
+) -> None:
+    """Requests refused with 401 (their SQL never read by the executor) are read lazily when
+    the journal is: the admin's /stats/log and the access log show no secret."""
+    from tests.servers import add_user, bearer
+
+    admin = add_user(redis, "boss", "admin")
+    access = tmp_path / "access.log"
+    gw = gateway_factory(
+        "--backend",
+        mariadb.dsn(),
+        "--auth",
+        "--redis",
+        redis.url,
+        "--read-on-shared-account",
+        "--access-log",
+        str(access),
+    )
+    for sql in E2E_STATEMENTS[:3]:
+        assert gw.db({"SQL": sql}).status == 401
+    assert gw.get("/dbform?SQL=SELECT+1&PASSWD=pw-401-form-14").status == 401
+    shown = _everything_shown(gw, bearer(admin))
+    gw.stop()
+    assert "pw-" not in shown, shown
+    assert "CREATE USER … [redacted]" in shown
+    assert "pw-" not in access.read_text() and "pw-" not in gw.output()
