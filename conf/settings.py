@@ -698,8 +698,7 @@ class Settings:
         1024 * 1024,
         "cache",
         "--cache-max-entry-bytes",
-        "largest answer the cache stores (its encoded size); a bigger one is served but not "
-        "stored",
+        "largest answer the cache stores (its encoded size); a bigger one is served but not stored",
         kind="int",
         low=1024,
         key="max_entry_bytes",

@@ -13,7 +13,10 @@ every attempt to the statistics.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -28,13 +31,18 @@ from gateway.health import HealthChecks
 from gateway.request import HELP, Request, RequestError
 from gateway.results import Answer
 from gateway.router import LOST, NOT_SENT, BackendStatus, NoBackend, Router, may_retry
-from gateway.sql import SQLFacts
+from gateway.sql import SQLFacts, read_sql
 from stats.core import GatewayStats
 
 log = Logger()
 
 #: How long after the time limit the gateway kills a statement the server did not stop.
 KILL_GRACE = 0.25
+#: SQL texts longer than this (characters) are read in a process of their own, off the
+#: reactor and off its GIL: the reading is linear, but adversarial shapes of 1 MiB take a few
+#: hundred milliseconds of CPU, and a thread of this process holding the GIL that long
+#: starved the reactor as surely (measured: /health at 65 ms instead of 2 ms).
+BIG_SQL_CHARS = 32768
 #: How often running statements are checked against their deadline (the kill comes at most
 #: this late).
 SWEEP_SECONDS = 0.05
@@ -82,6 +90,7 @@ class Executor:
         #: whether the KILL was sent already.
         self._deadlines: dict[Run, tuple[float, Backend, bool]] = {}
         self._sweep: Any = None
+        self._reader: ProcessPoolExecutor | None = None
 
     def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
         """Run a request for ``user`` (None when authentication is off); the Deferred fails
@@ -99,7 +108,15 @@ class Executor:
         return self._execute(request, user, sink)
 
     def _execute(self, request: Request, user: Any, sink: Any) -> Deferred[Answer]:
-        # The request's SQL is read once, here: every later decision uses these facts.
+        # The request's SQL is read once, here: every later decision uses these facts. A big
+        # text is read in a thread of the reactor's pool: its reading is linear but can take
+        # a few hundred milliseconds of CPU for adversarial shapes of 1 MiB, which must not
+        # hold the reactor (the reactor thread gets the GIL back every switch interval).
+        sql = request.sql
+        if sql is not None and len(sql) > BIG_SQL_CHARS and request.facts is None:
+            aside = self._read_aside(request, sql)
+            if aside is not None:
+                return aside.addCallback(lambda _: self._execute(request, user, sink))
         facts = request.read(self.dialect)
         read = facts is None or facts.read
         if facts is not None and facts.xa_prepare:
@@ -393,7 +410,42 @@ class Executor:
                 info[b.name]["read_pool"] = read_pool.info()
         return info
 
+    def _read_aside(self, request: Request, sql: str) -> Deferred[None] | None:
+        """Read a big SQL text in the reader process (see BIG_SQL_CHARS) and give its facts to
+        the request; None under a fake reactor. A reader that died is replaced, and the text
+        is then read here: the request never fails for it."""
+        if not hasattr(self.clock, "callFromThread"):
+            return None
+        if self._reader is None:
+            # spawn: a fresh interpreter, not a fork of this threaded process.
+            self._reader = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        d: Deferred[None] = Deferred()
+        try:
+            future = self._reader.submit(read_sql, sql, self.dialect)
+        except (BrokenProcessPool, RuntimeError):
+            self._reader = None
+            request.read(self.dialect)
+            return succeed(None)
+
+        def done(future: Any) -> None:  # (in the executor's own thread)
+            self.clock.callFromThread(adopt, future)
+
+        def adopt(future: Any) -> None:
+            try:
+                request.adopt(future.result())
+            except Exception:  # the reader died (killed, out of memory): read it here
+                log.warn("the SQL reader process failed; reading the text in the reactor")
+                self._reader = None
+                request.read(self.dialect)
+            d.callback(None)
+
+        future.add_done_callback(done)
+        return d
+
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+            self._reader = None
         if self._sweep is not None and self._sweep.active():
             self._sweep.cancel()
         self._sweep = None

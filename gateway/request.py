@@ -94,6 +94,10 @@ class Request:
             object.__setattr__(self, "_facts", facts)
         return facts
 
+    def adopt(self, facts: SQLFacts) -> None:
+        """Carry ``facts`` read elsewhere (a big text is read in a process of its own)."""
+        object.__setattr__(self, "_facts", facts)
+
     @property
     def facts(self) -> SQLFacts | None:
         """The facts if they were read already (None otherwise, or without SQL)."""

@@ -316,9 +316,7 @@ def assert_408_and_close(server: Server, wire: Wire, what: str) -> None:
     assert wire.lost
 
 
-POST_HEAD = (
-    b"POST /db HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-)
+POST_HEAD = b"POST /db HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
 CHUNKED_HEAD = (
     b"POST /db HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n"
@@ -544,7 +542,9 @@ def test_pipelined_answers_wait_for_a_client_that_does_not_read(channel: str) ->
     before = len(server.finished)
     path = b"/db?big" if channel == "fast" else b"/big"
     wire.room = 0
-    wire.send(b"".join(b"GET %s%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % (path, n) for n in range(150)))
+    wire.send(
+        b"".join(b"GET %s%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % (path, n) for n in range(150))
+    )
     assert len(server.finished) - before == 1
     assert wire.buffered <= len(BIG) + 1024 and not wire.reading
     answers: list[Answer] = []
@@ -578,7 +578,9 @@ def test_a_streamed_answer_and_the_pipeline_share_the_transport() -> None:
     and the client has read it; nothing conflicts over the transport's producer."""
     server = Server()
     wire = server.connect(room=0)
-    wire.send(b"GET /db?stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /db?big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    wire.send(
+        b"GET /db?stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /db?big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
     (stream,) = server.app.streams
     assert stream.paused and server.app.seen == [b"/db?stream"]
     data = wire.read(1 << 20)

@@ -800,7 +800,15 @@ def test_no_acknowledged_write_is_lost(
     iso: MariaDB, redis_iso: Redis, tokens: dict[str, str], gateway_factory: Any
 ) -> None:
     gw = gateway_factory(
-        "--backend", dsn(iso), "--auth", "--redis", redis_iso.url, "--pool-max", "3", "--max-user-in-flight", "8"
+        "--backend",
+        dsn(iso),
+        "--auth",
+        "--redis",
+        redis_iso.url,
+        "--pool-max",
+        "3",
+        "--max-user-in-flight",
+        "8",
     )
     base = next(_VALUES) * 1000
     for _ in range(10):
