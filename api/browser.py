@@ -130,9 +130,12 @@ def _authority(origin_key: bytes) -> bytes:
 
 
 def _host_authority(host: bytes) -> bytes:
-    """A Host value as an origin's authority: lower case, the plain-HTTP default port dropped."""
+    """A Host value as an origin's authority: lower case, a default port (80, or 443 as a TLS
+    proxy may forward it) dropped."""
     host = host.lower()
-    return host[:-3] if host.endswith(b":80") else host
+    if host.endswith(b":80"):
+        return host[:-3]
+    return host[:-4] if host.endswith(b":443") else host
 
 
 def _is_loopback(address: str) -> bool:

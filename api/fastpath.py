@@ -372,6 +372,10 @@ class FastChannel(Protocol):
         self._share = 0
         #: Closes the connection after a refusal, or when an idle close does not finish.
         self._closer: Any = None
+        #: The buffered request's head once read (its end and parts), while its body arrives;
+        #: and how far a head still arriving has been looked at.
+        self._head: tuple[int, tuple[Any, ...]] | None = None
+        self._head_scanned = 0
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -536,26 +540,40 @@ class FastChannel(Protocol):
         for the head's end (which never comes for a client that ends its lines with LF)."""
         while self.current is None and self.buffer and not self.closing:
             buf = self.buffer
-            end = buf.find(b"\r\n\r\n", 0, self.max_head + 4)
-            if end < 0:
-                if (
-                    len(buf) > self.max_head
-                    or _bare_line_end(buf)
-                    or self._read_head(buf, buf.rfind(b"\r\n")) is None
-                ):
-                    self.hand_over()  # answered there: a JSON 414, or its 400...
+            if self._head is not None:  # (read already; its body is still coming)
+                end, parts = self._head
+            else:
+                scanned = self._head_scanned
+                end = buf.find(b"\r\n\r\n", max(scanned - 3, 0), self.max_head + 4)
+                if end < 0:
+                    self._head_scanned = len(buf)
+                    # A head still coming is looked at again only when a line may have ended
+                    # (or a bare CR or LF arrived): a head trickled byte by byte is not
+                    # re-read whole on every byte.
+                    if len(buf) <= self.max_head and not _has_line_break(buf, scanned):
+                        break
+                    if (
+                        len(buf) > self.max_head
+                        or _bare_line_end(buf)
+                        or self._read_head(buf, buf.rfind(b"\r\n")) is None
+                    ):
+                        self.hand_over()  # answered there: a JSON 414, or its 400...
+                        return
+                    break  # the head is still coming
+                read = self._read_head(buf, end)
+                if read is None:
+                    self.hand_over()  # another route, method or version, a malformed head...
                     return
-                break  # the head is still coming
-            parts = self._read_head(buf, end)
-            if parts is None:
-                self.hand_over()  # another route, method or version, a malformed head...
-                return
+                parts = read
+                self._head = (end, parts)
             method, uri, path, query, version, headers, handler, length = parts
             start = end + 4
             if len(buf) < start + length:
                 break  # the body is still coming
             body = buf[start : start + length]
             self.buffer = buf[start + length :]
+            self._head = None
+            self._head_scanned = 0
             persistent = keeps_alive(version, headers.get(b"connection"))
             if self.read_closed and not self.buffer:
                 persistent = False  # the client has sent its last request
@@ -572,6 +590,7 @@ class FastChannel(Protocol):
                 self.site.clock.seconds(),
             )
             self.current = request
+            self._received()  # (its timer and budget share end; the next request's start anew)
             self._process(request, handler)
         if self.read_closed and self.current is None and not self.closing:
             # The client half-closed: what is left can never be a whole request.
@@ -705,6 +724,7 @@ class FastChannel(Protocol):
 
     def hand_over(self) -> None:
         """Give the rest of this connection, from the buffered request on, to twisted.web."""
+        self._received()  # (twisted.web times and counts the request from here on)
         self.handed_over = True
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
@@ -787,6 +807,13 @@ def timeout_message(phase: str, timeout: float) -> str:
         f"the request {phase} did not arrive within {timeout:g} s ({setting}); "
         "the connection is closed"
     )
+
+
+def _has_line_break(buf: bytes, start: int) -> bool:
+    """True when ``buf[start:]`` holds a CR or LF (one byte before it too: a CR LF may have
+    been cut between two reads)."""
+    start = max(start - 1, 0)
+    return buf.find(b"\n", start) >= 0 or buf.find(b"\r", start) >= 0
 
 
 def _parse_headers(fields: bytes) -> dict[bytes, bytes] | None:

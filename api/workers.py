@@ -196,6 +196,7 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         say: Callable[[str], None] = _say,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.start_worker = start_worker
         self.workers = workers
@@ -203,6 +204,8 @@ class Supervisor:
         self.policy = policy or RestartPolicy()
         self.clock = clock
         self.say = say
+        #: Called once when stopping begins (the master closes its listening sockets).
+        self.on_stop = on_stop
         self.children: dict[int, Child] = {}
         self.born: dict[int, float] = {}
         #: The slot of each running worker.
@@ -237,6 +240,8 @@ class Supervisor:
         if self.stop_requested and self.kill_at is None:
             self.kill_at = now + self.drain_timeout + KILL_GRACE
             self.due.clear()
+            if self.on_stop is not None:
+                self.on_stop()
             for child in self.children.values():
                 child.send_signal(signal.SIGTERM)
         if self.kill_at is not None:
@@ -374,7 +379,14 @@ def run_master(
             command, env=slot_env, pass_fds=tuple(fds.values()), preexec_fn=_ignore_sigint
         )
 
-    supervisor = Supervisor(start_worker, workers, drain_timeout)
+    def close_listeners() -> None:
+        # The workers stop listening as they drain; the master's copies would keep the
+        # sockets open, and new clients would wait in their queues until the end instead of
+        # being refused at once (so that a load balancer tries another server).
+        for sock in held:
+            sock.close()
+
+    supervisor = Supervisor(start_worker, workers, drain_timeout, on_stop=close_listeners)
     try:
         with _woken_by_signals(supervisor) as wait:
             print(

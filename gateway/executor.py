@@ -13,7 +13,10 @@ every attempt to the statistics.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,6 +46,8 @@ KILL_GRACE = 0.25
 #: hundred milliseconds of CPU, and a thread of this process holding the GIL that long
 #: starved the reactor as surely (measured: /health at 65 ms instead of 2 ms).
 BIG_SQL_CHARS = 32768
+#: Big texts that may wait for the reader at once (each up to max_request_bytes).
+MAX_QUEUED_READS = 16
 #: How often running statements are checked against their deadline (the kill comes at most
 #: this late).
 SWEEP_SECONDS = 0.05
@@ -91,6 +96,8 @@ class Executor:
         self._deadlines: dict[Run, tuple[float, Backend, bool]] = {}
         self._sweep: Any = None
         self._reader: ProcessPoolExecutor | None = None
+        #: Big texts submitted to the reader and not yet read.
+        self._queued = 0
 
     def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
         """Run a request for ``user`` (None when authentication is off); the Deferred fails
@@ -412,35 +419,62 @@ class Executor:
 
     def _read_aside(self, request: Request, sql: str) -> Deferred[None] | None:
         """Read a big SQL text in the reader process (see BIG_SQL_CHARS) and give its facts to
-        the request; None under a fake reactor. A reader that died is replaced, and the text
-        is then read here: the request never fails for it."""
+        the request; None under a fake reactor. At most MAX_QUEUED_READS texts wait for the
+        reader (past it: 503 with Retry-After). A reader that died is replaced and the text
+        read here instead; the Deferred always fires."""
         if not hasattr(self.clock, "callFromThread"):
             return None
-        if self._reader is None:
+        if self._queued >= MAX_QUEUED_READS:
+            return fail(
+                BackendUnavailable(
+                    f"{self._queued} big SQL texts are waiting to be read; retry shortly",
+                    retry_after=1,
+                )
+            )
+        pool = self._reader
+        if pool is None:
             # spawn: a fresh interpreter, not a fork of this threaded process.
-            self._reader = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            pool = self._reader = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=reader_setup,
+                initargs=(os.getpid(),),
+            )
         d: Deferred[None] = Deferred()
         try:
-            future = self._reader.submit(read_sql, sql, self.dialect)
-        except (BrokenProcessPool, RuntimeError):
-            self._reader = None
+            future = pool.submit(read_sql, sql, self.dialect)
+        except (BrokenProcessPool, RuntimeError):  # (broken, or shut down)
+            self._drop_reader(pool)
             request.read(self.dialect)
             return succeed(None)
+        self._queued += 1
 
-        def done(future: Any) -> None:  # (in the executor's own thread)
-            self.clock.callFromThread(adopt, future)
-
-        def adopt(future: Any) -> None:
+        def adopt(future: Any) -> None:  # (in the reactor thread)
+            self._queued -= 1
+            if future.cancelled():  # (the gateway is stopping: close() cancelled it)
+                d.errback(Failure(BackendUnavailable("the gateway is stopping", retry_after=1)))
+                return
             try:
                 request.adopt(future.result())
-            except Exception:  # the reader died (killed, out of memory): read it here
-                log.warn("the SQL reader process failed; reading the text in the reactor")
-                self._reader = None
-                request.read(self.dialect)
+            except Exception as e:  # the reader died (killed, out of memory), or raised
+                if isinstance(e, BrokenProcessPool):
+                    self._drop_reader(pool)
+                log.warn("the SQL reader failed ({error}); reading the text here", error=e)
+                try:
+                    request.read(self.dialect)
+                except Exception:
+                    d.errback(Failure())
+                    return
             d.callback(None)
 
-        future.add_done_callback(done)
+        future.add_done_callback(lambda f: self.clock.callFromThread(adopt, f))
         return d
+
+    def _drop_reader(self, pool: ProcessPoolExecutor) -> None:
+        """Forget a broken reader (the next big text starts a new one)."""
+        if self._reader is pool:
+            self._reader = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -480,3 +514,20 @@ def _decorate(answer: Answer, request: Request) -> Answer:
     if request.debug_return_input:
         answer.extras["SLAYER_DEBUG_RETURN_INPUT"] = dict(request.raw)
     return answer
+
+
+def reader_setup(gateway_pid: int) -> None:
+    """In the reader process, before its first text: leave Ctrl+C to the gateway (which stops
+    the reader itself) and die with the gateway, even one killed with SIGKILL."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # (not Linux: the reader outlives a killed gateway)
+        pass
+    if os.getppid() != gateway_pid:  # the gateway died before prctl took effect
+        os._exit(0)
+
+
+#: prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import statistics
 import threading
 import time
@@ -209,3 +210,44 @@ def test_big_requests_do_not_hold_up_a_probe(guarded: Any) -> None:
     assert max(busy_health) < 0.1, sorted(busy_health)[-5:]
     assert median(busy_select) < median(idle_select) + 0.2, (idle_select, busy_select)
     assert max(busy_select) < 0.5, sorted(busy_select)[-5:]
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _readers(pid: int) -> list[int]:
+    """The gateway's reader processes (its other child is multiprocessing's resource
+    tracker)."""
+    return [c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_the_reader_of_big_texts_is_replaced_and_dies_with_the_gateway(guarded: Any) -> None:
+    """The process that reads big SQL texts: killed, it is replaced and the request that was
+    waiting for it is answered all the same; it never outlives a gateway killed with -9."""
+    gw, auth = guarded
+    body = _names(200_000)
+    assert _post(gw.port, body, auth)[0] == 200
+    readers = _readers(gw.proc.pid)
+    assert len(readers) == 1, "no reader process"
+    for reader in readers:
+        os.kill(reader, signal.SIGKILL)
+    for _ in range(3):
+        status, answer = _post(gw.port, body, auth)
+        assert status == 200, answer[:300]
+    assert b"Traceback" not in Path(gw.log).read_bytes()
+    assert len(_readers(gw.proc.pid)) == 1, "no new reader"
+    readers = _children(gw.proc.pid)  # (the resource tracker too: it must not stay either)
+    os.kill(gw.proc.pid, signal.SIGKILL)
+    gw.proc.wait(10)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{r}").exists() and _state(r) != "Z" for r in readers):
+        assert time.monotonic() < deadline, "the reader outlived the gateway"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "Z"

@@ -331,7 +331,15 @@ def test_supervisor_replaces_dead_workers_and_never_gives_up() -> None:
         started.append(child)
         return child
 
-    sup = Supervisor(start_worker, 2, drain_timeout=30, clock=lambda: now[0], say=said.append)
+    closed: list[float] = []
+    sup = Supervisor(
+        start_worker,
+        2,
+        drain_timeout=30,
+        clock=lambda: now[0],
+        say=said.append,
+        on_stop=lambda: closed.append(now[0]),
+    )
     sup.start()
     assert [c.pid for c in started] == [1000, 1001] and sup.step() is None
     survivor = started[1]
@@ -357,6 +365,7 @@ def test_supervisor_replaces_dead_workers_and_never_gives_up() -> None:
     assert sup.step() == 0.5  # a quick death again: a replacement pending ...
     sup.request_stop()  # ... when the server is told to stop
     assert sup.step() == 30 + KILL_GRACE and not sup.due
+    assert len(closed) == 1  # the master's listening sockets close as the stop begins
     assert all(c.signals == [signal.SIGTERM] for c in sup.children.values())
     assert not sup.done
     stubborn = next(iter(sup.children.values()))
@@ -367,6 +376,7 @@ def test_supervisor_replaces_dead_workers_and_never_gives_up() -> None:
     count = len(started)
     assert sup.step() is None and stubborn.code == -9 and len(started) == count
     assert sup.step() is None and sup.done
+    assert len(closed) == 1
 
 
 def test_worker_context_reads_the_inherited_sockets() -> None:
