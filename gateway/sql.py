@@ -666,38 +666,11 @@ class _Runs:
             return rf"{word}(?!{_IDC})"
 
         words: list[str] = []
-        plain: set[str] = set()
-        calls: set[str] = set()
         qualified: set[str] = set()
         if not broken:
-            if not det_done:
-                calls |= _CALLS_NONDETERMINISTIC
-                plain |= _BARE_FORMS
-                qualified |= _RELEVANT_QUALIFIED
-                words.append(end("(?:PREVIOUS|NEXT)") + then(end("VALUE")))
-            if effect < 2:
-                calls |= _CALLS_STATE
-                qualified.add("NEXTVAL")
-                words.append(end("NEXT") + then(end("VALUE")))
-                if effect == 0:
-                    calls |= _CALLS_EFFECT
-                    plain.add("INTO")
-                else:
-                    words.append(end("INTO") + then("@"))
-            if not locks_done:
-                words.append(end("FOR") + then(end("(?:UPDATE|SHARE)")))
-                words.append(end("LOCK") + then(end("IN")))
-            if head_class == 1:
-                plain |= {"TO", "CHAIN", "RELEASE", "NO"}
-            elif head_class == 2:
-                plain.add("TEMPORARY")
-            elif head_class == 3:
-                plain |= {"LOCK", "EXPORT"}
-            words.append(end("MYSQL") + then(r"\."))
-            if plain:
-                words.append(end(_alternation(plain)))
-            if calls:
-                words.append(end(_alternation(calls)) + then(r"\("))
+            qualified = _fact_words(
+                words, end, then, det_done, effect, locks_done, head_class, into_variable=True
+            )
         if not account_seen:  # they matter to a statement the server refuses (`_judge`)
             words.append(end(_alternation(_ACCOUNT_WORDS)))
         not_relevant = "(?!(?ai:" + "|".join(words) + "))" if words else ""
@@ -1291,6 +1264,55 @@ _COMPLETE_TRANS = (
 )
 
 
+def _fact_words(
+    words: list[str],
+    end: Callable[[str], str],
+    then: Callable[[str], str],
+    det_done: bool,
+    effect: int,
+    locks_done: bool,
+    head_class: int,
+    *,
+    into_variable: bool,
+) -> set[str]:
+    """Append to ``words`` the patterns of the words a run may not skip while a fact is still
+    open (both dialects: ``end`` and ``then`` spell a word's end and the next token in
+    each); return the qualified names that matter (``NEXTVAL``...). ``into_variable``: once
+    ``INTO`` itself no longer matters, ``INTO @v`` still does (MariaDB's user variables)."""
+    plain: set[str] = set()
+    calls: set[str] = set()
+    qualified: set[str] = set()
+    if not det_done:
+        calls |= _CALLS_NONDETERMINISTIC
+        plain |= _BARE_FORMS
+        qualified |= _RELEVANT_QUALIFIED
+        words.append(end("(?:PREVIOUS|NEXT)") + then(end("VALUE")))
+    if effect < 2:
+        calls |= _CALLS_STATE
+        qualified.add("NEXTVAL")
+        words.append(end("NEXT") + then(end("VALUE")))
+        if effect == 0:
+            calls |= _CALLS_EFFECT
+            plain.add("INTO")
+        elif into_variable:
+            words.append(end("INTO") + then("@"))
+    if not locks_done:
+        words.append(end("FOR") + then(end("(?:UPDATE|SHARE)")))
+        words.append(end("LOCK") + then(end("IN")))
+    if head_class == 1:
+        plain |= {"TO", "CHAIN", "RELEASE", "NO"}
+    elif head_class == 2:
+        plain.add("TEMPORARY")
+    elif head_class == 3:
+        plain |= {"LOCK", "EXPORT"}
+    words.append(end("MYSQL") + then(r"\."))
+    if plain:
+        words.append(end(_alternation(plain)))
+    if calls:
+        words.append(end(_alternation(calls)) + then(r"\("))
+    return qualified
+
+
 def _sqlite_runs(
     pct: bool, det_done: bool, effect: int, locks_done: bool, account_seen: bool, head_class: int
 ) -> str:
@@ -1307,35 +1329,7 @@ def _sqlite_runs(
         return rf"{word}(?!{_IDC})"
 
     words = [end(_alternation(set(_COMPLETE_WORDS)))]
-    plain: set[str] = set()
-    calls: set[str] = set()
-    qualified: set[str] = set()
-    if not det_done:
-        calls |= _CALLS_NONDETERMINISTIC
-        plain |= _BARE_FORMS
-        qualified |= _RELEVANT_QUALIFIED
-        words.append(end("(?:PREVIOUS|NEXT)") + then(end("VALUE")))
-    if effect < 2:
-        calls |= _CALLS_STATE
-        qualified.add("NEXTVAL")
-        words.append(end("NEXT") + then(end("VALUE")))
-        if effect == 0:
-            calls |= _CALLS_EFFECT
-            plain.add("INTO")
-    if not locks_done:
-        words.append(end("FOR") + then(end("(?:UPDATE|SHARE)")))
-        words.append(end("LOCK") + then(end("IN")))
-    if head_class == 1:
-        plain |= {"TO", "CHAIN", "RELEASE", "NO"}
-    elif head_class == 2:
-        plain.add("TEMPORARY")
-    elif head_class == 3:
-        plain |= {"LOCK", "EXPORT"}
-    words.append(end("MYSQL") + then(r"\."))
-    if plain:
-        words.append(end(_alternation(plain)))
-    if calls:
-        words.append(end(_alternation(calls)) + then(r"\("))
+    _fact_words(words, end, then, det_done, effect, locks_done, head_class, into_variable=False)
     if not account_seen:
         words.append(end(_alternation(_ACCOUNT_WORDS)))
     not_relevant = "(?!(?ai:" + "|".join(words) + "))"
