@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import IO, Any
 
+from gateway.sql import read_sql
 from stats.core import GatewayStats
 from stats.redact import excerpt, secret_statements, shown_error, shown_target
 
@@ -44,7 +45,7 @@ def request_line(method: bytes, uri: bytes, version: bytes, facts: Any = None) -
     (:func:`stats.redact.shown_target`; ``facts``: the request's SQL facts if the executor
     read them); the statistics redact what else looks like a secret. The bytes are decoded
     as UTF-8 once unquoted, raw or %-encoded alike; what is not UTF-8 shows as U+FFFD."""
-    text = shown_target(uri, facts)
+    text = shown_target(uri, facts, read_sql)
     return f"{method.decode('latin-1')} {text} {version.decode('latin-1')}"
 
 

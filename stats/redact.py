@@ -257,16 +257,22 @@ def secret_statements(facts: Any) -> list[bool]:
     ]
 
 
-def shown_sql(sql: str, facts: Any = None) -> str:
+#: Reads SQL text into its facts (`gateway.sql.read_sql`, given by the caller: this layer
+#: imports no gateway code).
+Reader = Callable[[str], Any]
+
+
+def shown_sql(sql: str, facts: Any = None, read: Reader | None = None) -> str:
     """``sql`` as a journal may show it: each statement that may hold a secret replaced by
     its kind, ``CREATE USER … [redacted]``; unchanged when none does. ``facts`` are the
     request's (read by the executor); without them the first `SCAN_LIMIT` characters are
-    read here (a text cut there may look unreadable: then it is hidden)."""
+    read here with ``read`` (a text cut there may look unreadable: then it is hidden), and
+    without a reader the text is hidden."""
     if facts is None:
-        from gateway.sql import read_sql  # (the gateway's one tokenizer)
-
+        if read is None:
+            return REDACTED
         try:
-            facts = read_sql(sql[:SCAN_LIMIT])
+            facts = read(sql[:SCAN_LIMIT])
         except Exception:  # never a reason to show the text
             return REDACTED
         cut = len(sql) > SCAN_LIMIT
@@ -298,7 +304,7 @@ def _decoded(raw: bytes) -> str:
     return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace")
 
 
-def shown_target(uri: bytes, facts: Any = None) -> str:
+def shown_target(uri: bytes, facts: Any = None, read: Reader | None = None) -> str:
     """A request target (path and query, as received) decoded for a journal: fields whose
     name means a secret (`SECRET_FIELDS`, however encoded) show ``***``; the SQL of ``/db``
     (a JSON query) and of ``/dbform`` (its ``SQL`` field) shows as `shown_sql`, and its
@@ -309,7 +315,7 @@ def shown_target(uri: bytes, facts: Any = None) -> str:
         return _decoded(path)
     endpoint = path.lstrip(b"/").split(b"/", 1)[0]
     if endpoint == b"db":
-        return _decoded(path) + "?" + _shown_json_query(_decoded(query), facts)
+        return _decoded(path) + "?" + _shown_json_query(_decoded(query), facts, read)
     fields = []
     hide_params = False
     form = endpoint == b"dbform"
@@ -320,7 +326,7 @@ def shown_target(uri: bytes, facts: Any = None) -> str:
             fields.append(f"{_decoded(raw_name)}={MASK}")
         elif form and eq and name.strip().upper() == "SQL":
             sql = _decoded(raw_value)
-            shown = shown_sql(sql, facts)
+            shown = shown_sql(sql, facts, read)
             hide_params = hide_params or shown is not sql
             fields.append(f"{_decoded(raw_name)}={shown}")
         else:
@@ -335,7 +341,7 @@ def shown_target(uri: bytes, facts: Any = None) -> str:
     return _decoded(path) + "?" + "&".join(fields)
 
 
-def _shown_json_query(text: str, facts: Any) -> str:
+def _shown_json_query(text: str, facts: Any, read: Reader | None) -> str:
     try:
         obj = json.loads(text)
     except ValueError:
@@ -343,7 +349,7 @@ def _shown_json_query(text: str, facts: Any) -> str:
     if not isinstance(obj, dict):
         return text
     sql = obj.get("SQL")
-    shown = shown_sql(sql, facts) if isinstance(sql, str) else sql
+    shown = shown_sql(sql, facts, read) if isinstance(sql, str) else sql
     secret_keys = [key for key in obj if isinstance(key, str) and SECRET_FIELDS.search(key)]
     if shown is sql and not secret_keys:
         return text
