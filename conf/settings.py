@@ -103,6 +103,7 @@ class SettingMeta:
     high: int | None = None
     shown_default: str | None = None
     key: str | None = None  # the key in the TOML section, when it differs from the field name
+    choices: tuple[str, ...] = ()  # the accepted values of a "choice" setting
 
     def problem(self, value: object) -> str | None:
         """Return why ``value`` is not acceptable, or None if it is."""
@@ -127,8 +128,9 @@ class SettingMeta:
             return None if ok else f"must be a number of seconds greater than 0, got {value!r}"
         if not isinstance(value, str):
             return f"must be a string, got {value!r}"
-        if self.kind == "choice" and value not in MODES:
-            return f"must be one of {', '.join(MODES)}, got {value!r}"
+        if self.kind == "choice" and value not in self.choices:
+            shown = ", ".join(repr(choice) if not choice else choice for choice in self.choices)
+            return f"must be one of {shown}, got {value!r}"
         if self.kind == "groups" and value and not all(value.split(":")):
             return f"must be colon-separated option-file group names like 'a:b', got {value!r}"
         if self.kind == "path" and not value:
@@ -309,6 +311,17 @@ class Settings:
     """Every setting of the gateway, validated on construction."""
 
     host: str = _setting("127.0.0.1", "server", "--host", "address to listen on")
+    compat: str = _setting(
+        "",
+        "server",
+        "--compat",
+        "original: answer as the C original did, for clients written against it (Connection: "
+        "close after every answer, no chunked answers, HTTP 200 with an ERROR body for refused "
+        "requests, unknown request keys ignored); empty: this gateway's own protocol",
+        kind="choice",
+        choices=("", "original"),
+        shown_default="none",
+    )
     allowed_hosts: tuple[str, ...] = _setting(
         (),
         "server",
@@ -481,6 +494,7 @@ class Settings:
         "--mode",
         "how backends are used: auto, pool, primary-replica or named",
         kind="choice",
+        choices=MODES,
     )
     mysql_config: str = _setting(
         "",
