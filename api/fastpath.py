@@ -19,7 +19,7 @@ One set of rules: the channel takes only heads twisted.web takes, and reads them
 ``Transfer-Encoding\x0b: chunked`` header once made a body run as a second request here).
 Everything else goes to twisted.web, which answers it (its JSON 400 for a bare CR or LF, a NUL,
 a control or a space in a header name, more than 500 headers...); a head still arriving goes
-there as soon as its lines so far rule it out. tests/test_http_differential.py holds the two
+there as soon as its lines so far rule it out. tests/integration/test_http_differential.py holds the two
 to it. Where twisted.web's own rules left a client waiting or dropped it (a bare-LF head, a
 Content-Length too long for ``int()``, a half-close), api.http.GatewayChannel overrides them
 and this channel does the same; the keep-alive rule (:func:`keeps_alive`) is this channel's,

@@ -6,7 +6,7 @@ rest of the gateway needs, as one immutable :class:`SQLFacts`.
 state machines that follow the servers' own lexers -- MariaDB's ``sql/sql_lex.cc``
 (``lex_one_token``, ``get_text``, ``consume_comment``) and SQLite's ``tokenize.c`` and
 ``complete.c`` -- not regular expressions over the text. A differential test holds the MariaDB
-scanner to a real server (``tests/test_sql_differential.py``).
+scanner to a real server (``tests/integration/test_sql_differential.py``).
 
 **Speed.** Each statement's head is read token by token; past it, runs of tokens that cannot
 change any fact (given what the statement is already known to do: a statement known to be
@@ -19,7 +19,7 @@ whose judging needs tokens far past its head (a ``WITH`` list, ``SET STATEMENT``
 ``EXPLAIN ANALYZE``, a stored program's body) is read again token by token, up to
 `_FAR_TOKENS` tokens: past that it is judged unreadable (a write with session effects, and
 managing accounts when an account word appears in it), fail closed. Reading is linear in the
-text's length (``tests/test_sql_speed.py`` gives the figures).
+text's length (``tests/integration/test_sql_speed.py`` gives the figures).
 
 **The facts** (see :class:`SQLFacts`):
 

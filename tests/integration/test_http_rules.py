@@ -2,7 +2,7 @@
 itself and those it leaves to twisted.web, a 400 at once for a bare CR or LF (never silence
 until a timeout), refusals instead of tracebacks for what twisted.web's parser raised on, one
 keep-alive rule, and answers for a client that half-closes (``shutdown(SHUT_WR)``) after its
-last request. In memory over the stub sites of tests/test_http_differential.py, then end to end
+last request. In memory over the stub sites of tests/integration/test_http_differential.py, then end to end
 against a real gateway and MariaDB over loopback TCP."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 
 from api.fastpath import TOO_LONG, content_length, keeps_alive
 from tests.servers import Gateway
-from tests.test_http_differential import (
+from tests.integration.test_http_differential import (
     PEER,
     StubApp,
     Transport,

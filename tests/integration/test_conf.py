@@ -13,7 +13,7 @@ from conf.dsn import parse_dsn
 from conf.load import BackendSpec, SettingError, Settings, build_parser, load_settings
 from conf.mycnf import read_groups
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "conf" / "dbslayer.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "conf" / "dbslayer.toml"
 SECRET = "s3cr3t-pw"
 
 
@@ -480,7 +480,7 @@ def test_conf_is_the_bottom_layer() -> None:
         "('twisted', 'api', 'gateway', 'stats', 'klein', 'treq')]\n"
         "assert not bad, bad\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
 
 
@@ -733,7 +733,7 @@ def test_auth_read_accounts_in_option_files(tmp_path: Path) -> None:
 
 def test_serve_prints_the_read_account_error_as_one_line(tmp_path: Path) -> None:
     """dbslayer serve stops with exit 2 and the one-line message, before anything starts."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     run = subprocess.run(
         [sys.executable, "-m", "api.cli", "serve", *AUTH, "--backend", "mysql://app@db/x?name=a"],
         cwd=root,

@@ -291,7 +291,7 @@ def test_a_stray_percent_with_params_is_a_400_on_every_path(three_paths: Any, pa
 def test_the_lane_and_the_thread_path_refuse_the_same_way(mariadb: MariaDB) -> None:
     """At the backend: every stray-% request is the same ParamsMismatch (400) through the
     reactor lane as through a pool thread, and the lane decides it without a thread."""
-    from tests.test_lane import run_scenario
+    from tests.integration.test_lane import run_scenario
 
     result = run_scenario(
         """

@@ -26,7 +26,7 @@ from conf.dsn import parse_dsn
 from conf.load import Settings
 from tests.servers import MariaDB
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*argv: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -766,7 +766,7 @@ def stub_ports() -> Iterator[tuple[int, int]]:
         [
             sys.executable,
             "-c",
-            "from tests.test_http_differential import serve_stub_sites as s; s()",
+            "from tests.integration.test_http_differential import serve_stub_sites as s; s()",
         ],
         cwd=ROOT,
         stdin=subprocess.PIPE,
