@@ -26,6 +26,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from api.app import without_head
 from api.http import (
+    PAGE_OR_JSON_VARY,
+    add_vary,
     auth_refusal_headers,
     json_answer,
     json_error,
@@ -165,8 +167,10 @@ class AdminApp:
 
     @app.route("/stats", methods=["GET"])
     def stats_(self, request: Any) -> Any:
-        """The reference keys plus the extension figures; a browser asking for HTML gets the
-        dashboard page, which reads this same JSON."""
+        """The reference keys plus the extension figures; a browser navigating to it gets the
+        dashboard page, which reads this same JSON (api.http.prefers_page: scripts, the
+        original's own statistics page among them, get the JSON)."""
+        add_vary(request, PAGE_OR_JSON_VARY)
         if wants_html(request):
             return static_file(request, "dashboard.html")
         return self._guarded(

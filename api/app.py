@@ -7,6 +7,7 @@ honest status; no traceback ever reaches a client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from klein import Klein
@@ -15,11 +16,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from api.fastpath import INTERNAL_ERROR
 from api.http import auth_refusal_headers, authorization, not_allowed, not_found, static_file
+from api.openapi import served as served_document
 from api.render import CsvNotApplicable, render
 from api.stream import JsonStream
 from gateway.auth import CHALLENGE, AuthFailed
-from gateway.backends import GatewayError
+from gateway.backends import ClientGone, GatewayError
+from gateway.executor import Hangup
 from gateway.request import (
     Request,
     RequestError,
@@ -28,7 +32,7 @@ from gateway.request import (
     loads_json,
     parse_request,
 )
-from gateway.results import Answer
+from gateway.results import Answer, error_answer
 
 log = Logger()
 
@@ -36,7 +40,13 @@ _JSON = b"application/json"
 
 
 class RequestRunner(Protocol):
-    def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]: ...
+    """What the app needs to run a request (gateway.executor.Executor). A runner that stops a
+    request's statement when its client goes away says so with ``stops_abandoned`` and
+    takes a ``hangup`` (gateway.executor.Hangup)."""
+
+    def execute(
+        self, request: Request, user: Any = None, sink: Any = None, hangup: Any = None
+    ) -> Deferred[Answer]: ...
 
 
 class GatewayApp:
@@ -54,6 +64,18 @@ class GatewayApp:
         #: Big JSON answers are written as their rows are read (set by the service, which
         #: dispatches /db itself and so can leave the response open).
         self.streaming = False
+        #: Request keys the gateway does not know are ignored (``--compat original``, as the
+        #: reference did) instead of refused with a 400 naming the closest known key.
+        self.ignore_unknown_keys = False
+        #: Called with a request whose client went away, once what ran for it is done with
+        #: (status 499, the error says what became of the statements): the service gives the
+        #: recorder (journal, access log). None: not recorded.
+        self.on_abandoned: Callable[[Any], None] | None = None
+        #: A streamed answer whose client takes nothing for this many seconds is stopped as
+        #: a hang-up (the service gives the idle timeout and the reactor; 0: never).
+        self.stall_timeout = 0.0
+        self.clock: Any = None
+        self._stops = bool(getattr(executor, "stops_abandoned", False))
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -70,9 +92,9 @@ class GatewayApp:
                 obj = loads_json(self._body(request), "request body")
             else:
                 obj = decode_query(self._query(request))
-            parsed = parse_request(obj)
+            parsed = parse_request(obj, ignore_unknown_keys=self.ignore_unknown_keys)
         except RequestError as e:
-            return self._error(request, e.status, {"ERROR": str(e)})
+            return self._error(request, e.status, error_answer(str(e)))
         return self._run(request, parsed)
 
     @app.route("/dbform", methods=["GET", "POST"])
@@ -91,9 +113,11 @@ class GatewayApp:
                     fields[key.decode("utf-8")] = values[-1].decode("utf-8")
                 except UnicodeDecodeError:
                     raise RequestError("form fields must be UTF-8 text") from None
-            parsed = parse_request(form_to_object(fields))
+            parsed = parse_request(
+                form_to_object(fields), ignore_unknown_keys=self.ignore_unknown_keys
+            )
         except RequestError as e:
-            return self._error(request, e.status, {"ERROR": str(e)})
+            return self._error(request, e.status, error_answer(str(e)))
         return self._run(request, parsed)
 
     @app.route("/", methods=["GET"])
@@ -105,6 +129,15 @@ class GatewayApp:
     def static(self, request: Any, name: str) -> bytes:
         """The console's and dashboard's static files."""
         return static_file(request, name)
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi(self, request: Any) -> bytes:
+        """The OpenAPI 3.1 document of this API (api/openapi.json), without authentication."""
+        body = served_document()
+        request.setHeader(b"Content-Type", _JSON)
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        request.setHeader(b"Cache-Control", b"no-cache")
+        return body
 
     @app.handle_errors(NotFound)
     def not_found(self, request: Any, failure: Failure) -> bytes:
@@ -124,7 +157,9 @@ class GatewayApp:
         return self._error(
             request,
             405,
-            {"ERROR": f"method HEAD not allowed on {path}: it would run the SQL; use GET or POST"},
+            error_answer(
+                f"method HEAD not allowed on {path}: it would run the SQL; use GET or POST"
+            ),
         )
 
     def _query(self, request: Any) -> bytes:
@@ -157,20 +192,31 @@ class GatewayApp:
             and parsed.format == "json"
             and not (parsed.info or parsed.help or parsed.debug_return_input)
         ):
-            sink = JsonStream(request)
+            sink = JsonStream(request, self.clock, self.stall_timeout)
+        hangup = None
+        if self._stops:
+            # Called by the site when the client goes away (api.http.GatewaySite).
+            hangup = request.hangup = Hangup()
         if self.authenticator is None:
-            d: Deferred[Any] = self.executor.execute(parsed, None, sink)
+            d: Deferred[Any] = self._execute(parsed, None, sink, hangup)
         else:
             d = self.authenticator.authenticate(authorization(request))
-            d.addCallback(lambda user: self.executor.execute(parsed, user, sink))
+            d.addCallback(lambda user: self._execute(parsed, user, sink, hangup))
         # (an error raised by _answered itself reaches dispatch's failure handler: a JSON 500)
         d.addCallbacks(
             self._answered,
             self._failed,
             callbackArgs=(request, parsed),
-            errbackArgs=(request, parsed),
+            errbackArgs=(request, parsed, sink),
         )
         return d
+
+    def _execute(
+        self, parsed: Request, user: Any, sink: Any, hangup: Hangup | None
+    ) -> Deferred[Answer]:
+        if hangup is None:
+            return self.executor.execute(parsed, user, sink)
+        return self.executor.execute(parsed, user, sink, hangup=hangup)
 
     def _answered(self, answer: Answer, request: Any, parsed: Request) -> bytes | None:
         if answer.streamed:
@@ -184,19 +230,37 @@ class GatewayApp:
             request.error_message = f"{answer.error.errno}: {answer.error.message}"
         return self._answer(request, answer.to_wire(), parsed.format, 200)
 
-    def _failed(self, failure: Failure, request: Any, parsed: Request) -> bytes:
+    def _failed(
+        self, failure: Failure, request: Any, parsed: Request, sink: Any = None
+    ) -> bytes | None:
         error = failure.value
+        if isinstance(error, ClientGone):
+            self._gone(request, error)
+            return None  # (nobody to answer)
+        if sink is not None and sink.begun:
+            # Its first rows are out (status 200): no error answer can follow them.
+            log.failure("a streamed answer failed after it began; cut short", failure)
+            sink.abort()
+            return None
         if isinstance(error, RequestError):
-            return self._error(request, error.status, {"ERROR": str(error)}, parsed.format)
+            return self._error(request, error.status, error_answer(str(error)), parsed.format)
         if isinstance(error, AuthFailed):
             auth_refusal_headers(request, error.status, CHALLENGE)
-            return self._error(request, error.status, {"ERROR": error.message}, parsed.format)
+            return self._error(request, error.status, error_answer(error.message), parsed.format)
         if isinstance(error, GatewayError):
             if error.retry_after is not None:
                 request.setHeader(b"Retry-After", str(error.retry_after).encode())
             return self._error(request, error.status, error.to_wire(), parsed.format)
         log.failure("unexpected error while answering {sql!r}", failure, sql=parsed.sql)
-        return self._error(request, 500, {"ERROR": "internal error in the gateway; it was logged"})
+        return self._error(request, 500, error_answer(INTERNAL_ERROR))
+
+    def _gone(self, request: Any, error: ClientGone) -> None:
+        """The client went away: nothing is written; the request is recorded with status 499
+        and what became of its statements."""
+        request.setResponseCode(error.status)
+        request.error_message = error.message
+        if self.on_abandoned is not None:
+            self.on_abandoned(request)
 
     def _answer(self, request: Any, wire: dict[str, Any], fmt: str, status: int) -> bytes:
         try:

@@ -119,6 +119,15 @@ def _warn_passwords_on_command_line(argv: Sequence[str]) -> None:
     )
 
 
+def warn_unknown_environment(environ: Any, settings: Any, prog: str = "dbslayer") -> None:
+    """Print a start-up warning for each ``DBSLAYER_*`` variable that names no setting (used by
+    ``dbslayer serve``, the twistd plugin and conf/dbslayer.tac)."""
+    from conf.load import environment_warnings
+
+    for warning in environment_warnings(environ, settings):
+        print(f"{prog}: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def serve(argv: Sequence[str]) -> int:
     """Load the settings, start the services, run the reactor until stopped."""
     from api.workers import ARGV_ENV, WorkerContext
@@ -135,8 +144,9 @@ def serve(argv: Sequence[str]) -> int:
 
     workers = settings.workers or os.cpu_count() or 1
     worker = WorkerContext.from_environ(os.environ)
-    if worker is None:
+    if worker is None:  # (once: the master's, not each worker's)
         _warn_passwords_on_command_line(argv)
+        warn_unknown_environment(os.environ, settings)
     if workers > 1 and worker is None:
         from api.workers import run_master
         from gateway.demo import ensure_demo_database

@@ -35,6 +35,12 @@ see :class:`PeerCheck`), pipelined requests answered in order, chunked
 transfer for answers of unknown length (streamed rows), flow control through the transport's
 producer, the site's draining and in-flight limits, an idle timeout, and the site's finish hook
 (statistics, access log).
+
+Under ``--compat original`` (the site's ``compat``), for clients written against the C
+original, both channels answer as it did: ``Connection: close`` after every answer, never a
+chunk (an answer of unknown length ends with the connection), 200 for a refused request with
+its ERROR body (:func:`compat_status`), JSON labelled ``text/plain`` (:func:`compat_type`),
+and no 100-continue probe.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ import socket
 from io import BytesIO
 from typing import Any
 
-import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -54,6 +59,8 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString, parse_qs
 from twisted.web.server import version as SERVER_VERSION
 from zope.interface import implementer
+
+from gateway.results import error_body
 
 log = Logger()
 
@@ -117,7 +124,9 @@ ABORT_SECONDS = 15.0
 
 #: Transport attributes the direct write relies on (twisted.internet.abstract.FileDescriptor).
 _DIRECT_WRITE_NEEDS = ("socket", "dataBuffer", "offset", "_tempDataLen", "disconnecting")
-_INTERNAL_ERROR = b'{"ERROR":"internal error in the gateway; it was logged"}'
+#: The message of an answer the gateway could not make (a bug: the traceback is logged).
+INTERNAL_ERROR = "internal error in the gateway; it was logged"
+_INTERNAL_ERROR = error_body(INTERNAL_ERROR)
 _STATUS_LINES: dict[tuple[bytes, int], bytes] = {}
 
 
@@ -249,9 +258,17 @@ class FastRequest:
     def _head(self) -> bytes:
         self.headers_sent = True
         headers = self.response_headers
-        lines = [status_line(self.clientproto, self.code), self.channel.date(), SERVER_HEADER]
+        code = self.code
+        compat = getattr(self.channel.site, "compat", False)
+        if compat:  # --compat original: answered as the original did (see compat_status)
+            code = compat_status(code, self.method, self.error_message is not None)
+            ctype = headers.get(b"content-type")
+            if ctype is not None:
+                headers[b"content-type"] = (ctype[0], compat_type(ctype[1]))
+            self.persistent = False
+        lines = [status_line(self.clientproto, code), self.channel.date(), SERVER_HEADER]
         if b"content-length" not in headers:
-            if self.clientproto == b"HTTP/1.1":
+            if self.clientproto == b"HTTP/1.1" and not compat:
                 self.chunked = True
                 lines.append(b"Transfer-Encoding: chunked\r\n")
             else:
@@ -505,18 +522,7 @@ class FastChannel(Protocol):
         site = self.site
         if site.on_refused is not None:
             site.on_refused(self, status, message)
-        body = orjson.dumps({"ERROR": message})
-        self.send(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"%sConnection: close\r\n\r\n%s"
-            % (
-                status,
-                RESPONSES.get(status, b"Error"),
-                len(body),
-                b"Retry-After: 1\r\n" if retry_after else b"",
-                body,
-            )
-        )
+        self.send(refusal(status, message, retry_after, getattr(site, "compat", False)))
         transport = self.transport
         if self.paused:
             self.paused = False
@@ -641,6 +647,8 @@ class FastChannel(Protocol):
         if not self.buffer:
             request.persistent = False
         if request.clientproto == b"HTTP/1.1" and not request.headers_sent:
+            if getattr(self.site, "compat", False):
+                return  # (a client of the original may read the probe as its answer)
             self.send(PROBE)
             PeerCheck(self.site.clock.callLater, self.transport, lambda: self.current is not None)
 
@@ -800,6 +808,53 @@ class PeerCheck:
         self.call = self.call_later(PEER_CHECKS[self.step], self.check)
 
 
+#: Statuses an error answer keeps under ``--compat original``: 401, whose challenge
+#: (``WWW-Authenticate``) is what makes an HTTP client send its credentials, and 404, which
+#: the original itself answered for a path it did not serve.
+COMPAT_KEPT_STATUSES = frozenset({401, 404})
+#: The Content-Type the original gave its JSON answers (/db, /dbform, /stats...).
+COMPAT_JSON_TYPE = b"text/plain; charset=utf-8"
+
+
+def compat_status(code: int, method: bytes, error: bool) -> int:
+    """The status an answer goes out with under ``--compat original`` (pure): 200 for a
+    gateway error answer (``error``: its body is an ``{"ERROR": ...}`` object) with a 4xx or
+    5xx status, as the original answered everything it refused, except those of
+    :data:`COMPAT_KEPT_STATUSES` and the answers to HEAD (no body would say what failed);
+    any other status as it is. The journals and the access log keep the honest status."""
+    if error and code >= 400 and code not in COMPAT_KEPT_STATUSES and method != b"HEAD":
+        return 200
+    return code
+
+
+def compat_type(content_type: bytes) -> bytes:
+    """The Content-Type an answer goes out with under ``--compat original`` (pure): JSON as
+    the original labelled it, ``text/plain; charset=utf-8`` (code written for it, such as a
+    jQuery page that parses the text itself, gets a string, not an object); others as they
+    are."""
+    if content_type.split(b";", 1)[0].strip().lower() == b"application/json":
+        return COMPAT_JSON_TYPE
+    return content_type
+
+
+def refusal(status: int, message: str, retry_after: bool = False, compat: bool = False) -> bytes:
+    """The whole answer to a request a channel refuses before it runs (both channels): its
+    status and JSON error, ``Connection: close``; under ``--compat original`` as
+    :func:`compat_status` and :func:`compat_type` say."""
+    body = error_body(message)
+    code, ctype = status, b"application/json"
+    if compat:
+        code, ctype = compat_status(status, b"GET", True), compat_type(ctype)
+    retry = b"Retry-After: 1\r\n" if retry_after else b""
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s" % (
+        code,
+        RESPONSES.get(code, b"Error"),
+        ctype,
+        len(body),
+        retry,
+    ) + (b"Connection: close\r\n\r\n" + body)
+
+
 def timeout_message(phase: str, timeout: float) -> str:
     """The 408's message when a request's head or body took too long (both channels)."""
     setting = "--header-timeout" if phase == "head" else "--body-timeout"
@@ -883,11 +938,7 @@ def dispatch(handler: Any, request: Any) -> Any:
         result = handler(request)
     except Exception:
         log.failure("unexpected error while answering {path!r}", path=request.path)
-        request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Content-Length", b"%d" % len(_INTERNAL_ERROR))
-        request.write(_INTERNAL_ERROR)
-        request.finish()
+        _internal_error(request)
         return None
     if isinstance(result, bytes):
         request.write(result)
@@ -909,10 +960,26 @@ def _write_failure(failure: Failure, request: Any) -> None:
     log.failure("unexpected error while answering", failure)
     if not (request.finished or request._disconnected):
         if getattr(request, "headers_sent", False) or getattr(request, "startedWriting", False):
-            request.finish()  # cut short; nothing better can be said mid-answer
+            cut_short(request)  # nothing better can be said mid-answer
             return
-        request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Content-Length", b"%d" % len(_INTERNAL_ERROR))
-        request.write(_INTERNAL_ERROR)
-        request.finish()
+        _internal_error(request)
+
+
+def _internal_error(request: Any) -> None:
+    """Answer 500 with the internal error's JSON body (the traceback is logged)."""
+    request.setResponseCode(500)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(_INTERNAL_ERROR))
+    request.error_message = INTERNAL_ERROR
+    request.write(_INTERNAL_ERROR)
+    request.finish()
+
+
+def cut_short(request: Any) -> None:
+    """End an answer that began and cannot be completed by closing its connection, without
+    the last chunk of a chunked answer: the client sees it cut, never a whole answer with
+    invalid JSON in it (which finishing it would send)."""
+    channel = getattr(request, "channel", None)
+    transport = getattr(channel, "transport", None)
+    if transport is not None:
+        transport.loseConnection()

@@ -29,11 +29,12 @@ from functools import partial
 from io import BytesIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.web.http import RESPONSES, HTTPChannel, _ChunkedTransferDecoder
+from twisted.web.http import NO_BODY_CODES, RESPONSES, HTTPChannel, _ChunkedTransferDecoder
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request, Site
 from zope.interface import implementer
@@ -48,10 +49,14 @@ from api.fastpath import (
     DateHeader,
     FastChannel,
     PeerCheck,
+    compat_status,
+    compat_type,
     content_length,
     keeps_alive,
+    refusal,
     timeout_message,
 )
+from gateway.results import error_body
 
 #: Defaults of the bounds (conf.settings has the same): seconds for a head, for a body, and
 #: the bytes of requests still arriving a worker holds.
@@ -60,14 +65,18 @@ BODY_TIMEOUT = 60.0
 MAX_BODY_MEMORY = 64 << 20
 #: Paths whose requests count against the in-flight limit.
 LIMITED_PATHS = frozenset({b"/db", b"/dbform"})
+
+
+def is_dbslayer_path(path: bytes) -> bool:
+    """True for ``/db`` and ``/dbform``, also percent-encoded (Klein serves ``/%64b`` as
+    ``/db``): the requests the statistics count in flight."""
+    return path in LIMITED_PATHS or (b"%" in path and unquote_to_bytes(path) in LIMITED_PATHS)
+
+
 _RETRY_SOON = ((b"Retry-After", b"1"),)
 DRAINING = EarlyReply(
     503, "the gateway is shutting down; retry on another instance", _RETRY_SOON, close=True
 )
-
-
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"ERROR": message})
 
 
 def _bad_partial_line(pending: bytes) -> bool:
@@ -198,6 +207,32 @@ class GatewayRequest(Request):
                 self.channel._respondToBadRequestAndDisconnect()  # type: ignore[union-attr]
                 return
         super().requestReceived(command, path, version)
+
+    def write(self, data: bytes) -> None:
+        """twisted.web's, with the head of an answer under ``--compat original`` as the fast
+        channel writes it (api.fastpath.FastRequest): the status of
+        :func:`api.fastpath.compat_status` (``code`` keeps the honest one, for the journals),
+        the Content-Type of :func:`api.fastpath.compat_type`, and no chunks (twisted.web
+        chunks every HTTP/1.1 answer without a length; GatewayChannel.writeHeaders takes the
+        header off, and the answer ends with the connection)."""
+        site = getattr(self.channel, "site", None)
+        if self.startedWriting or not getattr(site, "compat", False):
+            super().write(data)
+            return
+        honest = self.code, self.code_message
+        code = compat_status(self.code, self.method, self.error_message is not None)
+        if code != self.code:
+            self.code, self.code_message = code, RESPONSES.get(code, b"OK")
+        ctype = self.responseHeaders.getRawHeaders(b"Content-Type")
+        if ctype:
+            self.responseHeaders.setRawHeaders(b"Content-Type", [compat_type(ctype[-1])])
+        try:
+            super().write(b"")  # the head
+        finally:
+            self.code, self.code_message = honest
+        self.chunked = False
+        if data and self.method != b"HEAD" and self.code not in NO_BODY_CODES:
+            super().write(data)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -356,6 +391,8 @@ class GatewayChannel(HTTPChannel):
         kept an HTTP/1.0 connection open."""
         values = request.requestHeaders.getRawHeaders(b"Connection")
         persistent = keeps_alive(version, b",".join(values) if values else None)
+        if getattr(self.site, "compat", False):
+            persistent = False  # (--compat original: the original closed after every answer)
         if not persistent and version == b"HTTP/1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         return persistent
@@ -364,8 +401,14 @@ class GatewayChannel(HTTPChannel):
         """As on the fast channel: an answer that says ``Connection: close`` closes the
         connection after it; on HTTP/1.0, a kept-alive connection stays open after an answer
         with a length (which says ``Connection: keep-alive``), and an answer without one ends
-        with the connection (``Connection: close``)."""
-        if isinstance(headers, Headers):
+        with the connection (``Connection: close``). Under ``--compat original`` every
+        answer closes the connection, and one without a length is close-delimited, never
+        chunked (GatewayRequest.write)."""
+        if isinstance(headers, Headers) and getattr(self.site, "compat", False):
+            headers.removeHeader(b"Transfer-Encoding")
+            headers.setRawHeaders(b"Connection", [b"close"])
+            self.persistent = False
+        elif isinstance(headers, Headers):
             said = headers.getRawHeaders(b"Connection")
             if said and not keeps_alive(b"HTTP/1.1", b",".join(said)):
                 self.persistent = False
@@ -390,7 +433,8 @@ class GatewayChannel(HTTPChannel):
         self._close_when_answered()
         if probe and self._handlingRequest and self._linger is None and self.requests:
             request = self.requests[0]
-            if request.clientproto == b"HTTP/1.1" and not request.startedWriting:
+            compat = getattr(self.site, "compat", False)  # (its clients may take it for the answer)
+            if request.clientproto == b"HTTP/1.1" and not request.startedWriting and not compat:
                 transport: Any = self.transport
                 transport.write(PROBE)
                 PeerCheck(self.callLater, transport, lambda: self._handlingRequest)
@@ -444,14 +488,8 @@ class GatewayChannel(HTTPChannel):
         site = getattr(self, "site", None)
         if site is not None and site.on_refused is not None:
             site.on_refused(self, status, message)
-        body = error_body(message)
-        reason = RESPONSES.get(status, b"Error")
         transport: Any = self.transport
-        transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"%sConnection: close\r\n\r\n%s"
-            % (status, reason, len(body), b"Retry-After: 1\r\n" if retry_after else b"", body)
-        )
+        transport.write(refusal(status, message, retry_after, getattr(site, "compat", False)))
         # Stop parsing now, the rest of the bytes already received included (LineReceiver
         # goes on through its buffer until the transport is disconnecting).
         self.dataReceived = self._discard  # type: ignore[method-assign]
@@ -481,6 +519,9 @@ class GatewaySite(Site):
 
     displayTracebacks = False
     requestFactory = GatewayRequest
+    #: ``--compat original``: every answer of both channels as the original gave it
+    #: (Connection: close, no chunks, 200 for refused requests: api.fastpath.compat_status).
+    compat = False
 
     def __init__(
         self,
@@ -509,6 +550,9 @@ class GatewaySite(Site):
         #: Called with (channel, status, message) when the channel refuses a request.
         self.on_refused: Callable[[GatewayChannel, int, str], None] | None = None
         self.in_flight = 0
+        #: Of those, the DBSlayer requests (/db, /dbform): the statistics' "in flight", which
+        #: leaves out the monitoring requests that read it.
+        self.db_in_flight = 0
         self._idle: list[Deferred[None]] = []
         #: Path -> handler answered by the fast channel (api.fastpath); empty: twisted.web only.
         self.fast_handlers: dict[bytes, Any] = {}
@@ -586,23 +630,32 @@ class GatewaySite(Site):
         """Count a request in flight until it is finished or its client goes away."""
         self.in_flight += 1
         request.counted = True
+        if is_dbslayer_path(request.path):
+            self.db_in_flight += 1
 
     def request_finished(self, request: Any) -> None:
         """The answer is written: the request leaves the count, and the recorder has it."""
         if request.counted:
             request.counted = False
-            self._release()
+            self._release(request)
         if self.on_finished is not None:
             self.on_finished(request)
 
     def request_abandoned(self, request: Any) -> None:
-        """The client went away before the answer was finished (not logged, as in
-        twisted.web)."""
+        """The client went away before the answer was finished: the request leaves the count
+        at once, and a statement running for it is stopped (its ``hangup``, set by the app:
+        see gateway.executor.Hangup; the app logs it, status 499, once the statement is
+        done with). Other requests are not logged, as in twisted.web."""
         if request.counted:
             request.counted = False
-            self._release()
+            self._release(request)
+        hangup = getattr(request, "hangup", None)
+        if hangup is not None:
+            hangup()
 
-    def _release(self) -> None:
+    def _release(self, request: Any) -> None:
+        if is_dbslayer_path(request.path):
+            self.db_in_flight -= 1
         self.in_flight -= 1
         if self.in_flight == 0:
             waiting, self._idle = self._idle, []
@@ -622,7 +675,7 @@ class GatewaySite(Site):
 
 def json_error(request: Any, status: int, message: str, **extra: Any) -> bytes:
     """Set status and headers of a JSON error answer and return its body."""
-    body = orjson.dumps({"ERROR": message, **extra})
+    body = error_body(message, **extra)
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Content-Length", b"%d" % len(body))
@@ -665,10 +718,13 @@ _TYPES = {
 
 def static_file(request: Any, name: str) -> bytes:
     """A file of api/static (no directory listing, no path outside it), or a JSON 404."""
-    path = (STATIC / name).resolve()
-    if STATIC not in path.parents or not path.is_file():
+    try:
+        path = (STATIC / name).resolve()
+        if STATIC not in path.parents or not path.is_file():
+            return json_error(request, 404, f"no such file {name}")
+        body = path.read_bytes()
+    except (OSError, ValueError):  # (a name too long for the file system, a NUL byte...)
         return json_error(request, 404, f"no such file {name}")
-    body = path.read_bytes()
     request.setHeader(b"Content-Type", _TYPES.get(path.suffix, b"application/octet-stream"))
     request.setHeader(b"Content-Length", b"%d" % len(body))
     request.setHeader(b"Cache-Control", b"no-cache")
@@ -676,12 +732,92 @@ def static_file(request: Any, name: str) -> bytes:
     return body
 
 
-def wants_html(request: Any) -> bool:
-    """True when the client (a browser) prefers HTML to JSON."""
-    accept = (request.getHeader(b"accept") or b"").decode("latin-1").lower()
-    if "text/html" not in accept:
+#: Media types of a page a browser navigates to.
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+#: Headers the answer of /stats depends on (its Vary).
+PAGE_OR_JSON_VARY = (b"Accept", b"Sec-Fetch-Dest", b"X-Requested-With")
+#: Media ranges of an Accept header looked at (a longer list is cut: the first ones rank).
+_ACCEPT_RANGES = 64
+
+
+def accept_ranked(accept: str) -> list[str]:
+    """The media ranges of an ``Accept`` value, most preferred first: by q-value, then in
+    the order given (a range with q=0, or a q that is not a number, is not acceptable and
+    left out); lower case, parameters other than q dropped. (Pure.)"""
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept.lower().split(",")[:_ACCEPT_RANGES]):
+        media, *params = (part.strip() for part in item.split(";"))
+        if not media:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+                if not 0.0 <= q <= 1.0:  # (nan, negative or above 1: not a q-value)
+                    q = 0.0
+        if q > 0.0:
+            ranked.append((-q, position, media))
+    ranked.sort()
+    return [media for _, _, media in ranked]
+
+
+def prefers_page(
+    accept: bytes | None, fetch_dest: bytes | None, requested_with: bytes | None
+) -> bool:
+    """Whether a request of ``/stats`` gets the HTML dashboard rather than the JSON. (Pure.)
+
+    Only a browser navigating to it does: ``Sec-Fetch-Dest: document``, or an ``Accept`` that
+    ranks an HTML type first (q-values respected; browsers without Fetch Metadata, such as any
+    over plain HTTP to another host, send ``text/html`` first when they navigate). Anything
+    else gets JSON: a script (``X-Requested-With``, as Prototype.js and jQuery send, whatever
+    its Accept says: the original's own statistics page sends ``text/javascript, text/html,
+    application/xml, text/xml, */*``), a ``fetch()`` (``Sec-Fetch-Dest: empty``), curl
+    (``*/*``), a client that names JSON first or sends no Accept at all."""
+    if requested_with:
         return False
-    return accept.find("text/html") < accept.find("json") if "json" in accept else True
+    if fetch_dest is not None and fetch_dest.strip().lower() == b"document":
+        return True
+    if not accept:
+        return False
+    ranked = accept_ranked(accept.decode("latin-1"))
+    return bool(ranked) and ranked[0] in HTML_TYPES
+
+
+def wants_html(request: Any) -> bool:
+    """True when the request of a page that is also JSON (``/stats``) is a browser navigating
+    to it (:func:`prefers_page`)."""
+    return prefers_page(
+        request.getHeader(b"accept"),
+        request.getHeader(b"sec-fetch-dest"),
+        request.getHeader(b"x-requested-with"),
+    )
+
+
+def add_vary(request: Any, names: tuple[bytes, ...]) -> None:
+    """Add ``names`` to the answer's ``Vary`` (kept: what is there, such as ``Origin``)."""
+    current = _response_header(request, b"vary")
+    listed = [v.strip() for v in current.split(b",") if v.strip()] if current else []
+    known = {v.lower() for v in listed}
+    listed += [name for name in names if name.lower() not in known]
+    value = b", ".join(listed)
+    if getattr(request, "response_headers", None) is not None:  # (api.fastpath.FastRequest)
+        request.setHeader(b"Vary", value)
+    else:
+        request.responseHeaders.setRawHeaders(b"Vary", [value])
+
+
+def _response_header(request: Any, name: bytes) -> bytes | None:
+    """A header already set on the answer (either kind of request), or None."""
+    headers = getattr(request, "response_headers", None)  # (api.fastpath.FastRequest)
+    if headers is not None:
+        found = headers.get(name)
+        return found[1] if found is not None else None
+    values = request.responseHeaders.getRawHeaders(name)
+    return b", ".join(values) if values else None
 
 
 def authorization(request: Any) -> str | None:

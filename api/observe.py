@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from gateway.sql import read_sql
 from stats.core import GatewayStats
-from stats.redact import excerpt, secret_statements, shown_error, shown_target
+from stats.redact import excerpt, secret_statements, shown_error, shown_sql, shown_target
 
 #: Request URIs up to this length are kept as received and decoded only when the journal is
 #: read; a longer one is decoded and cut at once (a journal keeps 100 of them).
@@ -110,6 +110,7 @@ class RequestRecorder:
             error=error,
             sql_error=getattr(request, "sql_error", False),
             statements=_statement_kinds(request),
+            sql=_body_sql(request, facts) if error is not None else None,
         )
         if self.access_log is not None:
             assert isinstance(line, str)
@@ -147,6 +148,23 @@ def _facts_of(request: Any) -> Any:
     read: refused before authentication, or no SQL)."""
     parsed = getattr(request, "dbslayer_request", None)
     return None if parsed is None else parsed.facts
+
+
+def _body_sql(request: Any, facts: Any) -> str | Callable[[], str] | None:
+    """The SQL of a request that sent it in its body (POST /db, POST /dbform), as the error
+    journal shows it: each statement that may hold a secret as its kind only
+    (:func:`stats.redact.shown_sql`; made when the journal is read, unless the text is over
+    :data:`LAZY_LINE_MAX`: a journal entry never keeps a big text); None when the SQL is in
+    the request line (GET) or the request carried none."""
+    if request.method != b"POST":
+        return None
+    parsed = getattr(request, "dbslayer_request", None)
+    sql = getattr(parsed, "sql", None)
+    if not isinstance(sql, str):
+        return None
+    if len(sql) > LAZY_LINE_MAX:
+        return shown_sql(sql, facts, read_sql)
+    return partial(shown_sql, sql, facts, read_sql)
 
 
 def _statement_kinds(request: Any) -> dict[str, int] | None:

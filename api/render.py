@@ -305,6 +305,8 @@ _RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], bytes], bytes]] = {
     "python": (render_python, b"text/x-python; charset=utf-8"),
     "csv": (render_csv, b"text/csv; charset=utf-8"),
 }
+#: The content type of each FORMAT's answers (the OpenAPI document names them).
+CONTENT_TYPES = {fmt: content_type for fmt, (_, content_type) in _RENDERERS.items()}
 
 
 def render(answer: dict[str, Any], fmt: str) -> tuple[bytes, bytes]:

@@ -248,7 +248,7 @@ def make_service(
         {s.name: HealthTracker(s, _health_policy(settings)) for s in statuses},
         {b.name: b.probe for b in backends},
         _health_policy(settings),
-        on_change=lambda name, old, new: stats.record_state_change(name, new),
+        on_change=lambda name, old, new: stats.record_state_change(name, new, old),
     )
     redis = users_redis = None
     if settings.redis_url:
@@ -322,6 +322,11 @@ def make_service(
     recorder = RequestRecorder(stats, reactor, access_log)
     gateway = GatewayApp(executor, settings.max_request_bytes, authenticator)
     gateway.streaming = True  # MainResource dispatches /db itself and leaves streams open
+    # A client that goes away stops its statement; the request is logged with status 499.
+    # A streamed answer the client stops reading is stopped at the idle timeout.
+    gateway.on_abandoned = recorder.finished
+    gateway.clock, gateway.stall_timeout = reactor, settings.idle_timeout
+    gateway.ignore_unknown_keys = settings.compat == "original"  # (as the reference did)
     sites: list[GatewaySite] = []
 
     def shutdown() -> None:
@@ -352,7 +357,7 @@ def make_service(
         peers=peers.gather if peers is not None else None,
         protect_monitoring=settings.protect_admin,
     )
-    stats.in_flight = lambda: sum(site.in_flight for site in sites)
+    stats.in_flight = lambda: sum(site.db_in_flight for site in sites)  # (not /stats itself)
 
     body_budget = BodyBudget(settings.max_body_memory)  # (shared by the main and admin ports)
 
@@ -368,6 +373,7 @@ def make_service(
             timeout=settings.idle_timeout,
         )
         site.browser = BrowserGuard(host, settings.allowed_hosts, settings.allowed_origins)
+        site.compat = settings.compat == "original"  # (answers as the C original gave them)
         site.on_finished = recorder.finished
         site.on_refused = recorder.refused
         sites.append(site)

@@ -245,6 +245,8 @@ class Supervisor:
             for child in self.children.values():
                 child.send_signal(signal.SIGTERM)
         if self.kill_at is not None:
+            if not self.children:
+                return 0.0  # (done: the loop must not wait for a signal that came already)
             if now >= self.kill_at and not self.killed:
                 self.killed = True
                 for pid, child in self.children.items():

@@ -10,12 +10,15 @@ An empty environment variable counts as unset.
 from __future__ import annotations
 
 import argparse
+import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conf.dsn import dsn_from_table
+from conf.dsn import dsn_from_table, parse_dsn
+from conf.mycnf import read_groups
 from conf.settings import (
+    ENV_PREFIX,
     SECTIONS,
     BackendSpec,
     SettingError,
@@ -25,10 +28,25 @@ from conf.settings import (
     iter_settings,
 )
 
-__all__ = ["BackendSpec", "SettingError", "Settings", "build_parser", "load_settings"]
+__all__ = [
+    "BackendSpec",
+    "SettingError",
+    "Settings",
+    "build_parser",
+    "environment_warnings",
+    "load_settings",
+]
 
 CONFIG_ENV = "DBSLAYER_CONFIG"
 DEFAULT_SOURCE = "the default"
+#: ``DBSLAYER_*`` variables of the gateway's own that name no setting: those a master passes to
+#: its workers (api/workers.py; a test holds the two lists together).
+INTERNAL_ENV = (
+    "DBSLAYER_WORKER_DIR",
+    "DBSLAYER_WORKER_START",
+    "DBSLAYER_WORKER_ARGV",
+    "DBSLAYER_WORKER_FDS",
+)
 
 
 def build_parser(prog: str = "dbslayer serve") -> argparse.ArgumentParser:
@@ -146,3 +164,37 @@ def _read_toml(path: str, source: str, metas: Mapping[str, Any]) -> dict[str, ob
                 raise SettingError(key, f"unknown key in [{section}]{hint} (known: {known})", path)
             found[name] = value
     return found
+
+
+def environment_warnings(environ: Mapping[str, str], settings: Settings | None = None) -> list[str]:
+    """One start-up warning per ``DBSLAYER_*`` variable of ``environ`` that names no setting
+    (a typo such as ``DBSLAYER_PROT`` would otherwise be ignored without a word), naming the
+    closest variable that does. Known besides the settings' own: ``DBSLAYER_CONFIG``, the
+    gateway's internal variables and those the backends of ``settings`` read a password from
+    (``password_env=``). An empty variable counts as unset, as when settings are loaded."""
+    settings_vars = [env_var(name) for name, _, _ in iter_settings()] + [CONFIG_ENV]
+    known = {*settings_vars, *INTERNAL_ENV}
+    if settings is not None:
+        known.update(_password_variables(settings))
+    warnings = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var in known or not environ[var]:
+            continue
+        # (compared without the prefix, which every name shares)
+        suffixes = [known_var[len(ENV_PREFIX) :] for known_var in settings_vars]
+        closest = difflib.get_close_matches(var[len(ENV_PREFIX) :], suffixes, n=1, cutoff=0.6)
+        hint = f" (did you mean {ENV_PREFIX}{closest[0]}?)" if closest else ""
+        warnings.append(f"unknown environment variable {var}{hint}; it is ignored")
+    return warnings
+
+
+def _password_variables(settings: Settings) -> set[str]:
+    """The variables the configured backends read their passwords from."""
+    try:
+        specs = [parse_dsn(text, index) for index, text in enumerate(settings.backends)]
+        groups = settings.servers or settings.named
+        if settings.mysql_config and groups:
+            specs += read_groups(settings.mysql_config, groups.split(":"))
+    except SettingError:  # (reported where the settings are resolved)
+        return set()
+    return {name for spec in specs for name in (spec.password_env, spec.read_password_env) if name}

@@ -54,7 +54,11 @@ def read_groups(path: str, groups: Sequence[str]) -> list[BackendSpec]:
     for group in groups:
         found = options.get(group.lower())
         if found is None:
-            raise _error(f"option file {path} has no [{group}] group")
+            present = ", ".join(f"[{name}]" for name in options if name != "client")
+            raise _error(
+                f"option file {path} has no [{group}] group"
+                + (f" (its groups: {present})" if present else " (it has no group to serve)")
+            )
         specs.append(_spec(group, _merge(client, found), path))
     return specs
 

@@ -784,6 +784,14 @@ class Settings:
         if self.servers and self.named:
             raise SettingError("named", "cannot be combined with servers", related=("servers",))
         group_setting = "servers" if self.servers else "named" if self.named else ""
+        if self.mysql_config and not group_setting:
+            # (else the file would be read for nothing, and with no backend the demo served)
+            raise SettingError(
+                "mysql_config",
+                f"names the option file {self.mysql_config} but no group of it to serve: set "
+                "servers (--servers a:b, pooled) or named (--named a:b, chosen with SERVER)",
+                related=("servers", "named"),
+            )
         if group_setting:
             if not self.mysql_config:
                 raise SettingError(

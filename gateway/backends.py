@@ -21,12 +21,12 @@ import re
 import select
 import socket
 import sqlite3
-import time
 from base64 import b64encode
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+import attrs
 from twisted.enterprise import adbapi
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, succeed
@@ -34,7 +34,15 @@ from twisted.internet.defer import Deferred, succeed
 from conf.settings import BackendSpec
 from gateway.health import CheckResult
 from gateway.request import Request
-from gateway.results import Answer, SQLError, Update, result_set
+from gateway.results import (
+    Answer,
+    ResultSet,
+    SQLError,
+    Update,
+    error_answer,
+    error_class_name,
+    result_set,
+)
 from gateway.session import (
     SERVER_SESSION_STATE_CHANGED,
     SERVER_STATUS_AUTOCOMMIT,
@@ -45,6 +53,7 @@ from gateway.session import (
     transaction_open,
 )
 from gateway.statements import split_statements
+from gateway.wire import SERVER_MORE_RESULTS_EXISTS
 
 T = TypeVar("T")
 
@@ -81,12 +90,7 @@ class GatewayError(Exception):
         self.retry_after = retry_after
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ERROR": self.message}
-        if self.errno is not None:
-            out["MYSQL_ERRNO"] = self.errno
-        if self.server is not None:
-            out["SERVER"] = self.server
-        return out
+        return error_answer(self.message, MYSQL_ERRNO=self.errno, SERVER=self.server)
 
 
 class BackendUnavailable(GatewayError):
@@ -120,6 +124,33 @@ class StatementTimeout(GatewayError):
     status = 504
 
 
+class ClientGone(GatewayError):
+    """The HTTP client went away (closed or reset its connection, or stopped reading a
+    streamed answer) while its request ran: the statements were stopped on the server, or
+    never sent. No client reads the answer; the status 499 (nginx's "client closed request")
+    is what the request journal and the access log show.
+
+    ``outcome`` says what became of the statements: ``"not_sent"`` (nothing ran),
+    ``"stopped"`` (stopped on the server while they ran) or ``"finished"`` (they had ended
+    before the stop reached them)."""
+
+    status = 499
+
+    def __init__(self, message: str, outcome: str, server: str | None = None) -> None:
+        super().__init__(message, server=server)
+        self.outcome = outcome
+
+
+def gone_before_sent(server: str) -> ClientGone:
+    """The ClientGone of a request whose client went away before its statements were sent."""
+    return ClientGone(
+        f"the client went away before the statements were sent to backend {server}; "
+        "nothing ran",
+        "not_sent",
+        server=server,
+    )
+
+
 #: Server errors saying the server stopped a statement: its time limit (MariaDB 1969,
 #: MySQL 3024) or KILL QUERY (1317). (1028, a sort aborted, counts only after a KILL.)
 TIMEOUT_ERRNOS = frozenset({1969, 3024, 1317})
@@ -127,6 +158,37 @@ TIMEOUT_ERRNOS = frozenset({1969, 3024, 1317})
 
 #: Rows read (and written) per step of a streamed answer.
 STREAM_CHUNK = 1000
+#: Seconds a streamed answer waits for a client that reads nothing before it is taken as gone
+#: (a backstop: the HTTP side stops such a stream at the idle timeout, api.stream).
+STREAM_STALL_SECONDS = 600.0
+
+
+def row_chunks(
+    fetch: Callable[[int], Sequence[Any]], max_rows: int | None
+) -> Iterator[tuple[Sequence[Any], bool]]:
+    """The rows of one result set as every reader takes them (pool thread, stream, SQLite),
+    so that a statement failing partway leaves the same rows in every answer: a first chunk
+    of STREAM_CHUNK + 1 rows (one more than a small answer: it tells a big one), then chunks
+    of STREAM_CHUNK, each ``(rows, cut)``; past ``max_rows`` the last chunk is cut to the
+    limit with ``cut`` true (one row more is fetched to know). ``fetch(n)`` is the driver's
+    ``fetchmany``: an error it raises goes to the caller, the rows of that chunk lost, those
+    yielded before kept. (Pure, apart from ``fetch``.)"""
+    want = STREAM_CHUNK + 1
+    taken = 0
+    while True:
+        if max_rows is not None:
+            want = min(want, max_rows - taken + 1)
+        chunk = fetch(want)
+        if not chunk:
+            return
+        if max_rows is not None and taken + len(chunk) > max_rows:
+            yield chunk[: max_rows - taken], True
+            return
+        taken += len(chunk)
+        yield chunk, False
+        if len(chunk) < want:
+            return  # (fewer than asked: the last of them)
+        want = STREAM_CHUNK
 
 
 class RowSink(Protocol):
@@ -142,7 +204,15 @@ class RowSink(Protocol):
 
     def rows(self, rows: list[list[Any]]) -> None: ...
 
-    def end(self, truncated: bool, error: SQLError | None, server: str) -> None: ...
+    def end(self, answer: Answer) -> None:
+        """The end of the answer: its streamed result set's (rows left out: they were sent),
+        the error that stopped it, ROLLBACK_ON_ERROR and SERVER, as Answer.to_wire has
+        them."""
+        ...
+
+    def abandon(self) -> None:
+        """Stop: the client reads nothing (its connection is closed)."""
+        ...
 
 
 class Run:
@@ -161,6 +231,7 @@ class Run:
         "fd",
         "lane",
         "lane_slot",
+        "cancelled",
     )
 
     def __init__(
@@ -186,6 +257,15 @@ class Run:
         #: Where a big single result set is streamed as its rows are read (None: no streaming).
         self.sink: RowSink | None = None
         self.connection: Any = None
+        #: True once the request's HTTP client went away: the statements are being stopped
+        #: (the executor's KILL), and a statement not sent yet is not sent.
+        self.cancelled = False
+
+    def not_sent_if_cancelled(self, server: str) -> None:
+        """Raise ClientGone (nothing ran) when the client went away before the statements
+        were sent; called just before sending them."""
+        if self.cancelled:
+            raise gone_before_sent(server)
 
     def timeout_error(self, server: str, errno: int | None) -> StatementTimeout:
         limit_ms = int(round((self.limit or 0) * 1000))
@@ -270,10 +350,34 @@ def bind_params_sqlite(sql: str, params: Any, server: str) -> tuple[str, Any]:
     return text.decode("utf-8", "surrogatepass"), args
 
 
-def sql_error(e: BaseException, errno: int) -> SQLError:
-    """The answer's SQL error for a driver exception carrying a server error number."""
+def sql_error(e: BaseException, errno: int, conn: Any = None) -> SQLError:
+    """The answer's SQL error for a driver exception carrying a server error number, with
+    the PEP 249 class of the exception and the kind of server ``conn`` is connected to."""
     args: tuple[Any, ...] = tuple(getattr(e, "args", ()))
-    return SQLError(errno, str(args[1]) if len(args) > 1 else str(e))
+    return SQLError(
+        errno,
+        str(args[1]) if len(args) > 1 else str(e),
+        error_class=error_class_name(e),
+        backend_kind=mysql_kind(conn),
+    )
+
+
+def mysql_kind(conn: Any) -> str | None:
+    """The kind of server ("mariadb" or "mysql") of a mysqlclient connection, read from the
+    version the server sent in its handshake (no round trip) and kept on the connection; None
+    when unknown."""
+    if conn is None:
+        return None
+    mariadb = getattr(conn, "_dbslayer_mariadb", None)
+    if mariadb is None:
+        try:
+            info = conn.get_server_info()
+        except Exception:  # (a closed connection, or a driver without it: unknown, not wrong)
+            return None
+        if not isinstance(info, str):
+            return None
+        mariadb = conn._dbslayer_mariadb = "mariadb" in info.lower()
+    return "mariadb" if mariadb else "mysql"
 
 
 class Backend(Protocol):
@@ -307,7 +411,8 @@ class Slot:
 
     def __init__(self) -> None:
         self.conn: Any = None
-        #: time.monotonic() when the connection last finished a request.
+        #: The pool's clock (its reactor's seconds()) when the connection last finished a
+        #: request.
         self.last_used = 0.0
         self.lane: Any = None
 
@@ -444,7 +549,7 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
                 self.discard(slot)
             raise
         finally:
-            slot.last_used = time.monotonic()
+            slot.last_used = self._reactor.seconds()
             if slot.conn is not None and getattr(slot.conn, "_dbslayer_discard", False):
                 # The answer was cut short with rows still unread: closing the connection is
                 # cheaper than reading them, and the server stops the statement.
@@ -486,7 +591,7 @@ class BackendPool(adbapi.ConnectionPool):  # type: ignore[misc]
     PING_AFTER_IDLE = 10.0
 
     def ping(self, conn: Any, last_used: float) -> None:
-        if not last_used or time.monotonic() - last_used > self.PING_AFTER_IDLE:
+        if not last_used or self._reactor.seconds() - last_used > self.PING_AFTER_IDLE:
             conn.ping()
             return
         readable, _, _ = select.select([conn.fileno()], [], [], 0)
@@ -846,7 +951,9 @@ class MySQLBackend:
         import MySQLdb
 
         answer = Answer(server=self.name)
-        run.thread_id = conn.thread_id()
+        run.thread_id = conn.thread_id()  # (from here on, a KILL QUERY reaches it)
+        if not already_sent:
+            run.not_sent_if_cancelled(self.name)
         changed = [False]
         stopped = False
         try:
@@ -868,6 +975,10 @@ class MySQLBackend:
                 if transaction:
                     self._finish_transaction(conn, answer)
                     conn.autocommit(True)
+                if answer.streamed and run.sink is not None:
+                    # Ended here, after the transaction: its tail is the answer's own keys
+                    # (ROLLBACK_ON_ERROR... included), as a buffered answer has them.
+                    threads.blockingCallFromThread(self.reactor, run.sink.end, answer)
             for key in request.info:
                 answer.extras[key] = self._info(conn, key, MySQLdb)
         except MySQLdb.Error:
@@ -1005,19 +1116,17 @@ class MySQLBackend:
                     sent[0] = False
                 raise
             while True:
-                if cursor.description is not None and run_sink_wanted(run, answer):
+                if (
+                    cursor.description is not None
+                    and run_sink_wanted(run, answer)
+                    and self._last_result(conn, request)
+                ):
                     cut = self._stream(conn, cursor, answer, run)
-                    break
-                if cursor.description is not None:
-                    if max_rows is None:
-                        rows = cursor.fetchall()
-                    else:
-                        rows = cursor.fetchmany(max_rows + 1)
-                        cut = len(rows) > max_rows
-                        rows = rows[:max_rows] if cut else rows
-                    answer.results.append(result_set(cursor.description, rows, truncated=cut))
+                    if cut or answer.streamed:
+                        break
+                elif cursor.description is not None:
+                    cut = self._read_rows(conn, cursor, answer, max_rows)
                     if cut:
-                        conn._dbslayer_discard = True
                         break
                 else:
                     answer.results.append(Update(max(cursor.rowcount, 0), cursor.lastrowid or 0))
@@ -1030,51 +1139,98 @@ class MySQLBackend:
             errno = _mysql_errno(e)
             if errno is None or is_client_errno(errno):
                 raise
-            answer.error = sql_error(e, errno)
+            answer.error = sql_error(e, errno, conn)
         finally:
             if not cut:
                 try:
                     cursor.close()
                 except MySQLdb.Error:
                     pass
+        if run.sink is not None and run.sink.stopped:  # (its statement was killed: _stream)
+            raise ClientGone(
+                f"the client went away while its answer streamed from backend {self.name}; "
+                "the statement was stopped there",
+                "stopped",
+                server=self.name,
+            )
 
-    def _stream(self, conn: Any, cursor: Any, answer: Answer, run: Run) -> bool:
-        """Read the result set in chunks; a small one stays in the answer, a big one goes to
-        the run's sink as it is read. True when rows were left unread (cut or abandoned)."""
+    def _last_result(self, conn: Any, request: Request) -> bool:
+        """No other result follows the one being read, as the server's status flags say once
+        its columns are read (a CALL, a compound statement, EXECUTE IMMEDIATE have more:
+        their answer is an array, which a stream begun as an object could not become);
+        without the flags, a statement the tokenizer reads as a plain read."""
+        status = self.session.status(conn)
+        if status is None:
+            facts = request.read()
+            return facts is not None and facts.read
+        return not status & SERVER_MORE_RESULTS_EXISTS
+
+    def _read_rows(self, conn: Any, cursor: Any, answer: Answer, max_rows: int | None) -> bool:
+        """Read a result set into the answer, in the chunks of :func:`row_chunks` (as a
+        stream reads it); True when the row limit cut it (rows left unread). A statement that
+        fails while its rows are read keeps those of the chunks read before (``partial``: the
+        rows a streamed answer had sent), then the error goes on to the caller."""
         import MySQLdb
 
-        max_rows = run.max_rows
+        rows: list[Any] = []
+        cut = False
+        try:
+            for chunk, last in row_chunks(cursor.fetchmany, max_rows):
+                rows.extend(chunk)
+                cut = last
+        except MySQLdb.Error as e:
+            errno = _mysql_errno(e)
+            if rows and errno is not None and not is_client_errno(errno):
+                answer.results.append(result_set(cursor.description, rows))
+                answer.partial = True
+            raise
+        answer.results.append(result_set(cursor.description, rows, truncated=cut))
+        if cut:
+            conn._dbslayer_discard = True
+        return cut
+
+    def _stream(self, conn: Any, cursor: Any, answer: Answer, run: Run) -> bool:
+        """Read the result set in the chunks of :func:`row_chunks`; a small one (a first
+        chunk short of STREAM_CHUNK + 1) stays in the answer, a big one goes to the run's
+        sink as it is read, and the answer holds its header and types (``streamed``: the
+        executor's caller ends the stream, :meth:`_execute_on`). True when rows were left
+        unread (cut, failed or abandoned)."""
+        import MySQLdb
+
         sink = run.sink
         assert sink is not None
-        first = cursor.fetchmany(STREAM_CHUNK + 1)
+        chunks = row_chunks(cursor.fetchmany, run.max_rows)
+        first, cut = next(chunks, ([], False))  # (an error here: no row read, the caller's)
         if len(first) <= STREAM_CHUNK:
-            answer.results.append(result_set(cursor.description, first))
-            return False
+            answer.results.append(result_set(cursor.description, first, truncated=cut))
+            if cut:
+                conn._dbslayer_discard = True
+            return cut
         head = result_set(cursor.description, first)
         call = threads.blockingCallFromThread
         call(self.reactor, sink.begin, head.header, head.types, head.base64)
         call(self.reactor, sink.rows, head.rows)
-        sent, cut, error = len(first), False, None
+        error = None
         try:
             while True:
-                sink.writable.wait(60)
+                if not sink.writable.wait(STREAM_STALL_SECONDS) and not sink.stopped:
+                    # The client took nothing for that long (the HTTP side gives up sooner, at
+                    # the idle timeout, unless that is off): it is taken as gone.
+                    call(self.reactor, sink.abandon)
                 if sink.stopped:  # the client went away: stop the statement, drop the rows
                     conn._dbslayer_discard = True
                     if run.thread_id is not None:
                         self._kill_query(run, run.thread_id)
                     return True
-                want = STREAM_CHUNK if max_rows is None else min(STREAM_CHUNK, max_rows - sent + 1)
-                chunk = cursor.fetchmany(want)
-                if not chunk:
+                following = next(chunks, None)
+                if following is None:
                     break
-                if max_rows is not None and sent + len(chunk) > max_rows:
-                    chunk, cut = chunk[: max_rows - sent], True
+                chunk, cut = following
                 rows = [list(r) for r in chunk]
                 for row in rows:
                     for i in head.base64:
                         if row[i] is not None:
                             row[i] = b64encode(row[i]).decode("ascii")
-                sent += len(rows)
                 if rows:
                     call(self.reactor, sink.rows, rows)
                 if cut:
@@ -1082,11 +1238,19 @@ class MySQLBackend:
                     break
         except MySQLdb.Error as e:
             errno = _mysql_errno(e) or 2013
-            error = sql_error(e, errno)
+            error = sql_error(e, errno, conn)
             if run.killed and errno in (*TIMEOUT_ERRNOS, 1028):
-                error = SQLError(errno, f"statement time limit reached ({error.message})")
+                error = attrs.evolve(
+                    error, errno=errno, message=f"statement time limit reached ({error.message})"
+                )
             conn._dbslayer_discard = True
-        call(self.reactor, sink.end, cut, error, self.name)
+        # The streamed result set, rows left out (they are sent): what the stream's tail and
+        # the statistics read; an error that stopped it is the answer's (``partial``).
+        answer.results.append(
+            ResultSet(head.header, head.types, [], base64=head.base64, truncated=cut)
+        )
+        if error is not None:
+            answer.error, answer.partial = error, True
         answer.streamed = True
         return cut or error is not None
 
@@ -1158,6 +1322,15 @@ def _sqlite_type(value: Any) -> str:
     return "MYSQL_TYPE_VAR_STRING"
 
 
+def _sqlite_result(description: Any, rows: list[Any], cut: bool) -> ResultSet:
+    """A SQLite result set, each column's type read from its first non-NULL value."""
+    types = [
+        _sqlite_type(next((r[i] for r in rows if r[i] is not None), None))
+        for i in range(len(description))
+    ]
+    return result_set(description, rows, types, truncated=cut)
+
+
 class SQLitePool(BackendPool):
     def ping(self, conn: Any, last_used: float) -> None:
         return None
@@ -1210,15 +1383,21 @@ class SQLiteBackend:
 
     def _execute(self, conn: sqlite3.Connection, request: Request, run: Run) -> Answer:
         answer = Answer(server=self.name)
-        run.connection = conn
+        run.connection = conn  # (from here on, kill() interrupts it)
         state = (id(conn), run.read_only)
         if getattr(self, "_read_only_state", (id(conn), False)) != state:
             conn.execute(f"PRAGMA query_only = {1 if run.read_only else 0}")
         self._read_only_state = state
         try:
+            run.not_sent_if_cancelled(self.name)
             self._execute_on(conn, request, run, answer)
         finally:
             run.connection = None
+            if conn.in_transaction:
+                # A statement that raised (PARAMS that do not fit, after ROLLBACK_ON_ERROR's
+                # BEGIN) left the transaction open: the next request on this connection would
+                # run inside it, and its own BEGIN fail.
+                conn.execute("ROLLBACK")
         if run.killed:
             raise run.timeout_error(self.name, None)
         return answer
@@ -1242,7 +1421,12 @@ class SQLiteBackend:
                 except sqlite3.ProgrammingError as e:
                     raise params_mismatch(e, self.name) from None
                 except sqlite3.Error as e:
-                    answer.error = SQLError(int(getattr(e, "sqlite_errorcode", None) or 1), str(e))
+                    answer.error = SQLError(
+                        int(getattr(e, "sqlite_errorcode", None) or 1),
+                        str(e),
+                        error_class=error_class_name(e),
+                        backend_kind="sqlite",
+                    )
                     break
             if request.rollback_on_error:
                 if answer.error is None:
@@ -1269,14 +1453,18 @@ class SQLiteBackend:
         try:
             cursor.execute(statement, () if params is None else params)
             if cursor.description is not None:
-                rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
-                cut = max_rows is not None and len(rows) > max_rows
-                rows = rows[:max_rows] if cut else rows
-                types = [
-                    _sqlite_type(next((r[i] for r in rows if r[i] is not None), None))
-                    for i in range(len(cursor.description))
-                ]
-                answer.results.append(result_set(cursor.description, rows, types, truncated=cut))
+                rows: list[Any] = []
+                cut = False
+                try:  # (read as every backend reads rows: the same ones kept on an error)
+                    for chunk, last in row_chunks(cursor.fetchmany, max_rows):
+                        rows.extend(chunk)
+                        cut = last
+                except sqlite3.Error as e:
+                    if rows and not isinstance(e, sqlite3.ProgrammingError):
+                        answer.results.append(_sqlite_result(cursor.description, rows, False))
+                        answer.partial = True
+                    raise
+                answer.results.append(_sqlite_result(cursor.description, rows, cut))
                 return cut
             answer.results.append(Update(max(cursor.rowcount, 0), cursor.lastrowid or 0))
             return False

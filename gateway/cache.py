@@ -196,6 +196,7 @@ def copy_answer(answer: Answer) -> Answer:
                 types=list(result.types),
                 rows=[list(row) for row in result.rows],
                 base64=list(result.base64),
+                truncated=result.truncated,
             )
         results.append(result)  # Update is frozen and holds ints
     return attrs.evolve(answer, results=results, extras=deepcopy(answer.extras))
@@ -221,6 +222,8 @@ def _pack_result(result: Result, strict: bool) -> dict[str, Any]:
             "types": [_pack(t, strict) for t in result.types],
             "rows": [_pack_row(row, strict) for row in result.rows],
             "base64": list(result.base64),
+            # (only when true: a hit keeps the row limit's marker, older entries read alike)
+            **({"truncated": True} if result.truncated else {}),
         }
     if isinstance(result, Update):
         return {
@@ -326,6 +329,7 @@ def _result(doc: Any) -> Result:
             types=[_str(_unpack(t)) for t in _list(doc["types"])],
             rows=[[_unpack(v) for v in _list(row)] for row in _list(doc["rows"])],
             base64=base64,
+            truncated=doc.get("truncated") is True,
         )
     if doc["k"] == "update":
         return Update(

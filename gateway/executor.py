@@ -27,7 +27,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.auth import AuthFailed, allowed_backends, authorize_statements
-from gateway.backends import Backend, BackendUnavailable, ConnectionLost, Run
+from gateway.backends import (
+    Backend,
+    BackendUnavailable,
+    ClientGone,
+    ConnectionLost,
+    GatewayError,
+    Run,
+    StatementTimeout,
+    gone_before_sent,
+)
 from gateway.cache import AnswerCache, cache_key, cacheable
 from gateway.fairness import InFlightPerUser
 from gateway.health import HealthChecks
@@ -53,8 +62,38 @@ MAX_QUEUED_READS = 16
 SWEEP_SECONDS = 0.05
 
 
+class Hangup:
+    """A request's link to its HTTP client. The HTTP layer calls it when the client goes away
+    (its connection closed or reset, or a streamed answer it stopped reading); the executor
+    then stops the statement running for the request, by the KILL QUERY of the time limit
+    (SQLite: an interrupt), sends nothing more for it (never a retry), and ends the request
+    with :class:`ClientGone`, which says what became of the statements."""
+
+    __slots__ = ("happened", "_stop")
+
+    def __init__(self) -> None:
+        #: The client went away.
+        self.happened = False
+        self._stop: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        if self.happened:
+            return
+        self.happened = True
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+    def watch(self, stop: Callable[[], None] | None) -> None:
+        """``stop()`` stops what runs for the request now (None: nothing runs)."""
+        self._stop = stop
+
+
 class Executor:
     """Runs requests on a fixed set of backends."""
+
+    #: ``execute`` takes a ``hangup`` (see :class:`Hangup`).
+    stops_abandoned = True
 
     def __init__(
         self,
@@ -99,22 +138,71 @@ class Executor:
         #: Big texts submitted to the reader and not yet read.
         self._queued = 0
 
-    def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
+    def execute(
+        self, request: Request, user: Any = None, sink: Any = None, hangup: Hangup | None = None
+    ) -> Deferred[Answer]:
         """Run a request for ``user`` (None when authentication is off); the Deferred fails
-        with RequestError, AuthFailed or a GatewayError."""
+        with RequestError, AuthFailed or a GatewayError; with ClientGone once ``hangup``
+        was called (the client went away), whatever became of the statements."""
         try:
             validate_server(request, self.mode, self.by_name)
         except RequestError as e:
             return fail(e)
         if not request.needs_backend:
             return succeed(_decorate(Answer(), request))
-        if user is not None and self.user_limit is not None:
+        if hangup is not None and hangup.happened:
+            d: Deferred[Answer] = fail(ClientGone("the client went away", "not_sent"))
+        elif user is not None and self.user_limit is not None:
             # Counted until the work is done (refused at once past the limit, before its SQL
             # is read): one user never holds every pooled connection.
-            return self.user_limit.run(user.name, lambda: self._execute(request, user, sink))
-        return self._execute(request, user, sink)
+            d = self.user_limit.run(user.name, lambda: self._execute(request, user, sink, hangup))
+        else:
+            d = self._execute(request, user, sink, hangup)
+        if hangup is not None:
+            d.addBoth(self._after_hangup, request, hangup)
+        return d
 
-    def _execute(self, request: Request, user: Any, sink: Any) -> Deferred[Answer]:
+    def _after_hangup(self, result: Any, request: Request, hangup: Hangup) -> Any:
+        """A request whose client went away ends with ClientGone, saying what became of its
+        statements, and is counted by that outcome (``cancelled`` in /stats). (A bug's failure
+        goes on as it is.)"""
+        error = result.value if isinstance(result, Failure) else None
+        if not (hangup.happened or isinstance(error, ClientGone)):
+            return result
+        server = getattr(error if error is not None else result, "server", None) or None
+        if isinstance(error, ClientGone):
+            outcome = error.outcome
+        elif isinstance(error, StatementTimeout) or (
+            isinstance(error, ConnectionLost) and not error.not_sent
+        ):
+            outcome = "stopped"
+        elif isinstance(error, (GatewayError, RequestError, AuthFailed)):
+            outcome = "not_sent"
+        elif error is not None:
+            return result
+        else:
+            outcome = "finished"
+        facts = request.facts
+        write = facts is not None and not facts.read
+        on = f" on backend {server}" if server else ""
+        if outcome == "not_sent":
+            to = f" to backend {server}" if server else ""
+            message = f"the client went away before the statements were sent{to}; nothing ran"
+        elif outcome == "stopped":
+            message = f"the client went away while the statements ran{on}; they were stopped there"
+            if write:
+                message += " (a write may or may not have been applied)"
+        else:
+            message = f"the client went away; the statements had ended{on} before the stop came"
+            if write and isinstance(result, Answer) and result.error is None:
+                message += " (a write was applied)"
+        if self.stats is not None:
+            self.stats.record_event("cancelled", outcome)
+        return Failure(ClientGone(message, outcome, server=server))
+
+    def _execute(
+        self, request: Request, user: Any, sink: Any, hangup: Hangup | None = None
+    ) -> Deferred[Answer]:
         # The request's SQL is read once, here: every later decision uses these facts. A big
         # text is read in a thread of the reactor's pool: its reading is linear but can take
         # a few hundred milliseconds of CPU for adversarial shapes of 1 MiB, which must not
@@ -123,7 +211,7 @@ class Executor:
         if sql is not None and len(sql) > BIG_SQL_CHARS and request.facts is None:
             aside = self._read_aside(request, sql)
             if aside is not None:
-                return aside.addCallback(lambda _: self._execute(request, user, sink))
+                return aside.addCallback(lambda _: self._execute(request, user, sink, hangup))
         facts = request.read(self.dialect)
         read = facts is None or facts.read
         if facts is not None and facts.xa_prepare:
@@ -147,10 +235,12 @@ class Executor:
         ttl = self._cache_ttl(request, read)
         if ttl or facts is None or len(facts.statements) != 1:
             # Only the answer to one statement streams (its shape, RESULT as an object, is
-            # known before the end); one that may be cached is built whole.
+            # known before the end: the backend streams a result set only when the server
+            # says no other follows it, never a CALL's); one that may be cached is built
+            # whole.
             sink = None
 
-        def work() -> Deferred[Answer]:
+        def work(hangup: Hangup | None = hangup) -> Deferred[Answer]:
             try:
                 candidates = self.router.candidates(write=not read, server=request.server)
             except NoBackend as e:
@@ -166,7 +256,7 @@ class Executor:
                         retry_after=1,
                     )
                 )
-            return self._attempt(request, facts, names, read_only_run, sink)
+            return self._attempt(request, facts, names, read_only_run, sink, hangup)
 
         d = self._cached(request, facts, user, allowed, ttl, work)
         if request.help or request.debug_return_input:
@@ -197,7 +287,7 @@ class Executor:
         user: Any,
         allowed: frozenset[str] | set[str],
         ttl: float | None,
-        work: Callable[[], Deferred[Answer]],
+        work: Callable[..., Deferred[Answer]],
     ) -> Deferred[Answer]:
         """Serve from the answer cache where the request allows it.
 
@@ -215,7 +305,9 @@ class Executor:
             params=request.params,
             server=request.server,
         )
-        d = self.cache.fetch(key, ttl, work)
+        # (The answer may be shared with other requests for the same key: its statement is
+        # not stopped when this request's client goes away.)
+        d = self.cache.fetch(key, ttl, lambda: work(None))
         return d.addCallback(lambda found: _mark(found[0], found[1]))
 
     def _account_scope(self, user: Any, allowed: frozenset[str] | set[str]) -> str:
@@ -241,6 +333,7 @@ class Executor:
         names: list[str],
         read_only_run: bool = False,
         sink: Any = None,
+        hangup: Hangup | None = None,
         position: int = 0,
         last: Exception | None = None,
     ) -> Deferred[Answer]:
@@ -250,9 +343,9 @@ class Executor:
             if position and not status.usable:
                 position += 1  # marked down while an earlier candidate was tried
                 continue
-            d = self._run_on(self.by_name[names[position]], request, read_only_run, sink)
+            d = self._run_on(self.by_name[names[position]], request, read_only_run, sink, hangup)
             return d.addErrback(
-                self._after_failure, request, facts, names, read_only_run, sink, position
+                self._after_failure, request, facts, names, read_only_run, sink, hangup, position
             )
         if last is None:
             return fail(BackendUnavailable("no healthy backend; retry later", retry_after=1))
@@ -276,10 +369,13 @@ class Executor:
         names: list[str],
         read_only_run: bool,
         sink: Any,
+        hangup: Hangup | None,
         position: int,
     ) -> Any:
         error = failure.value
         name = names[position]
+        if sink is not None and getattr(sink, "begun", False):
+            return failure  # (its answer has begun: it cannot start again elsewhere)
         if isinstance(error, BackendUnavailable):
             self._report_down(name, error)
         elif isinstance(error, ConnectionLost):
@@ -295,7 +391,11 @@ class Executor:
             )
         else:
             return failure
-        return self._attempt(request, facts, names, read_only_run, sink, position + 1, error)
+        if hangup is not None and hangup.happened:
+            return failure  # the client went away: nothing more is sent for it
+        return self._attempt(
+            request, facts, names, read_only_run, sink, hangup, position + 1, error
+        )
 
     def _run_on(
         self,
@@ -303,7 +403,10 @@ class Executor:
         request: Request,
         read_only: bool,
         sink: Any = None,
+        hangup: Hangup | None = None,
     ) -> Deferred[Answer]:
+        if hangup is not None and hangup.happened:
+            return fail(gone_before_sent(backend.name))
         status = self.router.status(backend.name)
         status.in_flight += 1
         run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
@@ -311,18 +414,43 @@ class Executor:
         started = self.clock.seconds()
         if run.limit is not None:
             self._deadlines[run] = (started + run.limit + KILL_GRACE, backend, False)
-            if self._sweep is None:
-                self._sweep = self.clock.callLater(SWEEP_SECONDS, self._kill_overdue)
+            self._sweep_soon()
+        if hangup is not None:
+            hangup.watch(lambda: self._stop(backend, run))
         d = backend.execute(request, run)
-        return d.addBoth(self._finished, run, status, backend.name, started)
+        return d.addBoth(self._finished, run, status, backend.name, started, hangup)
 
     def _finished(
-        self, result: Any, run: Run, status: BackendStatus, name: str, started: float
+        self,
+        result: Any,
+        run: Run,
+        status: BackendStatus,
+        name: str,
+        started: float,
+        hangup: Hangup | None = None,
     ) -> Any:
         status.in_flight -= 1
         self._deadlines.pop(run, None)
+        if hangup is not None:
+            hangup.watch(None)
         self._observe(result, name, started)
         return result
+
+    def _stop(self, backend: Backend, run: Run) -> None:
+        """The client of ``run``'s request went away: stop its statement now, by the path of
+        the time limit (KILL QUERY, sent again after KILL_GRACE for a statement that was
+        being sent when the first one came, then the abort of a server that answers
+        neither); a statement not sent yet is not sent (``run.cancelled``)."""
+        run.cancelled = True
+        self._kill(backend, run)
+        entry = self._deadlines.get(run)
+        if entry is None or not entry[2]:
+            self._deadlines[run] = (self.clock.seconds() + KILL_GRACE, backend, False)
+        self._sweep_soon()
+
+    def _sweep_soon(self) -> None:
+        if self._sweep is None:
+            self._sweep = self.clock.callLater(SWEEP_SECONDS, self._kill_overdue)
 
     def _kill_overdue(self) -> None:
         """Kill the statements past their deadline (a timer per request would cost more than
@@ -345,9 +473,14 @@ class Executor:
                 continue
             del self._deadlines[run]
             if backend.abort(run):
+                what = (
+                    "a statement whose client went away"
+                    if run.cancelled
+                    else "a statement past its time limit"
+                )
                 message = (
-                    f"backend {backend.name} answered neither a statement past its time limit "
-                    f"nor KILL QUERY within {self.connect_timeout:g} s"
+                    f"backend {backend.name} answered neither {what} nor KILL QUERY within "
+                    f"{self.connect_timeout:g} s"
                 )
                 log.warn("{message}: marked down", message=message)
                 self._report_down(backend.name, BackendUnavailable(message, errno=2013))
@@ -355,11 +488,14 @@ class Executor:
             self._sweep = self.clock.callLater(SWEEP_SECONDS, self._kill_overdue)
 
     def _kill(self, backend: Backend, run: Run) -> None:
-        log.info(
-            "statement on {name} past its time limit of {limit} s: killing it",
-            name=backend.name,
-            limit=run.limit,
-        )
+        if run.cancelled:
+            log.info("the client of a statement on {n} went away: stopping it", n=backend.name)
+        else:
+            log.info(
+                "statement on {name} past its time limit of {limit} s: killing it",
+                name=backend.name,
+                limit=run.limit,
+            )
         d = backend.kill(run)
         d.addErrback(
             lambda f: log.warn(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -39,6 +38,7 @@ from gateway.backends import (
     Slot,
     _mysql_errno,
     bind_params,
+    gone_before_sent,
     is_client_errno,
     sql_error,
     timed_out,
@@ -133,12 +133,16 @@ class ReactorLane:
     def _start(self, slot: Slot, request: Request, run: Run, d: Deferred[Answer]) -> None:
         """Send the request on ``slot`` (or hand both to a pool thread); ``d`` gets the
         answer."""
+        if run.cancelled:  # the client went away while the request waited for a slot
+            self.reactor.callLater(0, self.pool.give_back, slot)
+            d.errback(gone_before_sent(self.name))
+            return
         conn = slot.conn
         lane = slot.lane
         if (
             lane is None
             or lane.conn is not conn
-            or time.monotonic() - slot.last_used > self.pool.PING_AFTER_IDLE
+            or self.reactor.seconds() - slot.last_used > self.pool.PING_AFTER_IDLE
             or getattr(conn, "_dbslayer_limit", None) != run.limit
             or getattr(conn, "_dbslayer_read_only", False) is not run.read_only
         ):
@@ -173,7 +177,7 @@ class ReactorLane:
             self.pool.give_back(slot)
             d.errback(self.backend._connection_error(e, _mysql_errno(e), not_sent=True))
             return
-        lane.pending = (request, run, d, time.monotonic())
+        lane.pending = (request, run, d, self.reactor.seconds())
         run.lane, run.lane_slot = self, slot
         self.busy += 1
         if self._watchdog is None:
@@ -201,8 +205,12 @@ class ReactorLane:
         except Exception:  # a shape the walk trips on: the driver, in a thread, will not
             log.failure("walking an answer in the reactor lane of {name}", name=self.name)
             state, status = UNSUPPORTED, None
-        if state is not COMPLETE:
-            # Not all there (or not a shape the walk follows): a pool thread reads it.
+        if state is not COMPLETE or (status is None and len(data) > 4 and data[4] != 0xFF):
+            # Not all there (or not a shape the walk follows): a pool thread reads it. So is
+            # a result set that ends in an error (complete, no status, and not a lone ERR
+            # packet): the driver's whole read here would drop its rows, while the thread
+            # keeps those of the chunks read before the error, as a stream and every other
+            # answer does (gateway.backends.row_chunks).
             self.pool.run_in_thread(
                 slot, self.backend._finish_sent, (request, run), check=False
             ).chainDeferred(d)
@@ -237,13 +245,13 @@ class ReactorLane:
             errno = _mysql_errno(e)
             if errno is None or is_client_errno(errno):
                 self.drop(slot)
-                slot.last_used = time.monotonic()
+                slot.last_used = self.reactor.seconds()
                 self.pool.give_back(slot)
                 run.thread_id = None
                 d.errback(self.backend._connection_error(e, errno, not_sent=False))
                 return
-            answer.error = sql_error(e, errno)
-        slot.last_used = time.monotonic()
+            answer.error = sql_error(e, errno, conn)
+        slot.last_used = self.reactor.seconds()
         run.thread_id = None
         self.reads += 1
         if conn._dbslayer_read_account or (
@@ -349,7 +357,7 @@ class ReactorLane:
         """Fail requests whose answer did not come within read_timeout (a hung server or
         network), as the driver's read timeout does in a pool thread."""
         self._watchdog = None
-        now = time.monotonic()
+        now = self.reactor.seconds()
         for slot in list(self.pool._slots):
             lane = slot.lane
             if lane is None or lane.pending is None:

@@ -8,6 +8,7 @@ is not a valid request raises :class:`RequestError` with a message that says wha
 from __future__ import annotations
 
 import binascii
+import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -46,6 +47,14 @@ HELP = {
     "SLAYER_DEBUG_RETURN_INPUT": "in(boolean) : out(object) the request as the gateway parsed it",
     "SLAYER_HELP": "in(boolean) : out(object) this list",
 }
+
+#: Every key of a request object, in the order SLAYER_HELP lists them: the one list the parser,
+#: SLAYER_HELP and the OpenAPI document (api/openapi.py) are built from.
+KEYS = tuple(HELP)
+_KNOWN_KEYS = frozenset(KEYS)
+#: Unknown keys named in one error (the rest are counted), and the characters shown of each.
+_UNKNOWN_SHOWN = 5
+_KEY_SHOWN = 64
 
 _NO_ACTION = (
     'nothing to do: send SQL or an info flag, e.g. {"SQL":"SELECT 1"}; TRY {"SLAYER_HELP":true }'
@@ -140,8 +149,12 @@ def loads_json(data: bytes, where: str) -> Any:
         raise RequestError(f"the {where} is not valid UTF-8 JSON ({reason})") from None
 
 
-def parse_request(obj: Any) -> Request:
-    """Validate a decoded request object and build the Request."""
+def parse_request(obj: Any, *, ignore_unknown_keys: bool = False) -> Request:
+    """Validate a decoded request object and build the Request.
+
+    A key that is not one of :data:`KEYS` is an error naming the closest known key (a typo
+    such as ``ROLLBACK_ON_ERRORS`` would otherwise run without what it asked for), unless
+    ``ignore_unknown_keys`` (``--compat original``: the reference ignored them)."""
     if not isinstance(obj, dict):
         raise RequestError(
             f'a request is a JSON object, got {_json_kind(obj)}: send {{"SQL":"..."}}'
@@ -150,6 +163,8 @@ def parse_request(obj: Any) -> Request:
         sql = obj.get("SQL")
         if type(sql) is str and sql.strip():
             return Request(sql=sql, raw=obj)
+    if not ignore_unknown_keys and not _KNOWN_KEYS.issuperset(obj):
+        raise RequestError(unknown_keys_message([key for key in obj if key not in _KNOWN_KEYS]))
     sql = _optional(obj, "SQL", str, "a string")
     if sql is not None and not sql.strip():
         raise RequestError("SQL is empty")
@@ -181,6 +196,30 @@ def parse_request(obj: Any) -> Request:
     if not (request.needs_backend or request.help or request.debug_return_input):
         raise RequestError(_NO_ACTION)
     return request
+
+
+def unknown_keys_message(unknown: list[str]) -> str:
+    """The error for request keys the gateway does not know: each (the first few) with the
+    closest known key when one is close (compared without regard to case), then every known
+    key."""
+    named = []
+    for key in unknown[:_UNKNOWN_SHOWN]:
+        shown = key if _PLAIN_KEY.fullmatch(key) else orjson.dumps(key).decode()
+        if len(shown) > _KEY_SHOWN:
+            shown = shown[:_KEY_SHOWN] + "..."
+        closest = (
+            difflib.get_close_matches(key.upper(), KEYS, n=1, cutoff=0.6)
+            if len(key) <= _KEY_SHOWN
+            else []
+        )
+        named.append(f"{shown} (did you mean {closest[0]}?)" if closest else shown)
+    if len(unknown) > _UNKNOWN_SHOWN:
+        named.append(f"and {len(unknown) - _UNKNOWN_SHOWN} more")
+    what = "unknown request key" if len(unknown) == 1 else "unknown request keys"
+    return f"{what} {', '.join(named)}; known keys: {', '.join(KEYS)}"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
 
 
 def form_to_object(fields: Mapping[str, str]) -> dict[str, Any]:

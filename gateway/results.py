@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 import attrs
+import orjson
 
 _FIELD_TYPES = {
     0: "MYSQL_TYPE_DECIMAL",
@@ -98,12 +99,67 @@ class Update:
 Result = ResultSet | Update
 
 
+#: The PEP 249 exception classes an SQL error may be answered as (``ERROR_CLASS``).
+ERROR_CLASSES = frozenset(
+    {
+        "IntegrityError",
+        "ProgrammingError",
+        "OperationalError",
+        "DataError",
+        "NotSupportedError",
+        "InternalError",
+        "DatabaseError",
+    }
+)
+
+
+def error_class_name(error: BaseException) -> str:
+    """The PEP 249 class name of a driver exception (mysqlclient and sqlite3 both raise PEP
+    249 classes), read from its class, never from its message: the nearest class in its MRO
+    named as one of :data:`ERROR_CLASSES`, else ``DatabaseError``."""
+    for cls in type(error).__mro__:
+        if cls.__name__ in ERROR_CLASSES:
+            return cls.__name__
+    return "DatabaseError"
+
+
 @attrs.frozen(slots=True)
 class SQLError:
-    """An error the database reported for one statement."""
+    """An error the database reported for one statement. ``error_class`` is the PEP 249 class
+    of the driver's exception and ``backend_kind`` the kind of server ("mariadb", "mysql" or
+    "sqlite"); both are answered after ``SERVER`` (``ERROR_CLASS``, ``BACKEND_KIND``) when
+    known."""
 
     errno: int
     message: str
+    error_class: str | None = None
+    backend_kind: str | None = None
+
+    def extensions(self) -> dict[str, str]:
+        """The extension keys of this error, in answer order (after ``SERVER``)."""
+        out: dict[str, str] = {}
+        if self.error_class is not None:
+            out["ERROR_CLASS"] = self.error_class
+        if self.backend_kind is not None:
+            out["BACKEND_KIND"] = self.backend_kind
+        return out
+
+
+def error_answer(message: str, **extra: Any) -> dict[str, Any]:
+    """The one constructor of a gateway-level error object: ``{"ERROR": message}`` then the
+    ``extra`` keys in the order given (``MYSQL_ERRNO``, ``SERVER``...), those that are None
+    left out. Every ``{"ERROR": ...}`` answer of the gateway is built here (a test holds the
+    source tree to it)."""
+    out: dict[str, Any] = {"ERROR": message}
+    for key, value in extra.items():
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def error_body(message: str, **extra: Any) -> bytes:
+    """:func:`error_answer` as the JSON bytes of an answer body (what the channels write)."""
+    return orjson.dumps(error_answer(message, **extra))
 
 
 @attrs.define(slots=True)
@@ -124,14 +180,22 @@ class Answer:
 
     #: True when the rows were streamed to the run's sink (already written out).
     streamed: bool = attrs.field(default=False, eq=False)
+    #: True when ``error`` stopped the last result set while its rows were read: that result
+    #: set holds the rows read before it (whole chunks, as a streamed answer sent them).
+    partial: bool = False
     #: Where the answer came from when the cache was asked: "hit", "miss" or "bypass".
     cache: str | None = attrs.field(default=None, eq=False)
 
     def to_wire(self) -> dict[str, Any]:
-        """The DBSlayer response object, keys in the reference's (sorted) order."""
+        """The DBSlayer response object, keys in the reference's (sorted) order.
+
+        ``RESULT`` is the one result as an object, or an array of several; an error in a
+        statement after the one result makes it an array too (the statements asked for more),
+        while an error that stopped the one result set partway keeps it an object (the shape
+        a streamed answer had begun). Every path (lane, pool thread, stream) answers this."""
         out: dict[str, Any] = dict(self.extras)
         results = self.results
-        if len(results) == 1 and self.error is None:
+        if len(results) == 1 and (self.error is None or self.partial):
             out["RESULT"] = results[0].to_wire()
         elif results:
             out["RESULT"] = [r.to_wire() for r in results]
@@ -141,7 +205,9 @@ class Answer:
         if self.server is not None:
             out["SERVER"] = self.server
         if len(out) > 2 or self.extras:
-            return dict(sorted(out.items()))
+            out = dict(sorted(out.items()))
+        if self.error is not None:
+            out.update(self.error.extensions())  # (extensions after the reference's keys)
         return out
 
 

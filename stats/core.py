@@ -34,6 +34,13 @@ LOG_FIELDS = (
     "time_toservice",
 )
 ERROR_FIELDS = ("client_ip", "error", "request", "request_time")
+#: An error entry's extension key: the (redacted) SQL of a request that carried it in its body
+#: (POST), where the request line shows none; absent from other entries.
+ERROR_SQL = "sql"
+#: The precise start time (epoch seconds, a float) of a journal entry: kept so that journals
+#: of several workers merge in the order the requests came (``request_time`` is whole
+#: seconds), and never shown.
+AT = "_at"
 #: Statement kinds always present in ``statements``, even at zero.
 STATEMENT_KINDS = ("read", "write")
 
@@ -78,6 +85,9 @@ EVENTS = {
     "auth": ("success", "failure"),
     "cache": ("hit", "miss", "bypass"),
     "redis": ("errors",),
+    # Requests whose client went away while they ran, by what became of their statements:
+    # stopped on the server, ended before the stop came, or never sent (gateway.executor).
+    "cancelled": ("stopped", "finished", "not_sent"),
 }
 
 
@@ -85,7 +95,8 @@ class GatewayStats:
     """Counters, windows, histograms and journals of one gateway, on an injected clock.
 
     ``backend_info`` (returning live per-backend facts) and ``in_flight`` (returning the number
-    of requests being served) are optional callables the caller sets after construction.
+    of DBSlayer requests, ``/db`` and ``/dbform``, being served: not the monitoring requests
+    that read it) are optional callables the caller sets after construction.
     """
 
     def __init__(
@@ -108,8 +119,8 @@ class GatewayStats:
         self._gateway_errors: Counter[int] = Counter()
         self._statements: Counter[str] = Counter({kind: 0 for kind in STATEMENT_KINDS})
         self._backends: dict[str, BackendCounters] = {}
-        self._log = Journal(LOG_FIELDS, journal_size)
-        self._errors = Journal(ERROR_FIELDS, journal_size)
+        self._log = Journal((*LOG_FIELDS, AT), journal_size)
+        self._errors = Journal((*ERROR_FIELDS, ERROR_SQL, AT), journal_size)
         self._events = {family: dict.fromkeys(outcomes, 0) for family, outcomes in EVENTS.items()}
         self.backend_info: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
         self.in_flight: Callable[[], int] | None = None
@@ -129,11 +140,14 @@ class GatewayStats:
         error: str | None = None,
         sql_error: bool = False,
         statements: Mapping[str, int] | None = None,
+        sql: str | Callable[[], str] | None = None,
     ) -> None:
         """One finished HTTP request (any endpoint); ``request_line`` and ``error`` are stored
         redacted and cut to 2 KiB (:func:`stats.redact.excerpt`). ``request_line`` may be a
         function that makes the line: it is called, and the line redacted, only when the
-        journal is read (most entries never are)."""
+        journal is read (most entries never are). ``sql``: the SQL of a request that sent it
+        in its body (the caller hides secret statements; it is redacted and cut here too, and
+        may be a function called when read), kept with its error entry."""
         request: str | _Later = (
             _Later(request_line) if callable(request_line) else excerpt(request_line)
         )
@@ -157,10 +171,14 @@ class GatewayStats:
                     int(started),
                     status,
                     max(0, round(duration * 1_000_000)),
+                    started,
                 )
             )
         if error is not None:
-            self._errors.add((client_ip, excerpt(error), request, int(started)))
+            shown: str | _Later | None = (
+                None if sql is None else _Later(sql) if callable(sql) else excerpt(sql)
+            )
+            self._errors.add((client_ip, excerpt(error), request, int(started), shown, started))
 
     def record_backend(self, name: str, *, duration: float, failed: bool, sql_error: bool) -> None:
         """One request executed on backend ``name``: failed = could not run or connection lost;
@@ -177,10 +195,14 @@ class GatewayStats:
         counts = self._events.setdefault(family, {})
         counts[outcome] = counts.get(outcome, 0) + 1
 
-    def record_state_change(self, name: str, state: str) -> None:
-        """Backend ``name`` changed to ``state`` (counted; the live state comes from
-        ``backend_info``)."""
-        self._backend(name).state_changes += 1
+    def record_state_change(self, name: str, state: str, previous: str | None = None) -> None:
+        """Backend ``name`` changed from ``previous`` to ``state`` (counted; the live state
+        comes from ``backend_info``). The first verdict on a backend (from ``"unknown"``, the
+        state before its first check) is no change: a backend that never changed shows 0,
+        whatever the number of workers that each checked it once."""
+        counters = self._backend(name)
+        if previous != "unknown":
+            counters.state_changes += 1
 
     def _backend(self, name: str) -> BackendCounters:
         counters = self._backends.get(name)
@@ -251,17 +273,30 @@ class GatewayStats:
 
     def log_entries(self) -> list[dict[str, Any]]:
         """The request journal (db/dbform only), oldest first."""
-        return _resolved(self._log.entries())
+        return _untimed(self._timed_log())
 
     def error_entries(self) -> list[dict[str, Any]]:
-        """The error journal, oldest first."""
-        return _resolved(self._errors.entries())
+        """The error journal, oldest first (``sql`` only in the entries that have one)."""
+        return _untimed(self._timed_errors())
+
+    def _timed_log(self) -> list[dict[str, Any]]:
+        return _resolved(self._log.entries())
+
+    def _timed_errors(self) -> list[dict[str, Any]]:
+        entries = self._errors.entries()
+        for entry in entries:
+            sql = entry.pop(ERROR_SQL)
+            if isinstance(sql, _Later):
+                entry[ERROR_SQL] = sql.text()
+            elif sql is not None:
+                entry[ERROR_SQL] = sql
+        return _resolved(entries)
 
     # ------------------------------------------------------------------ several workers
 
     def export(self) -> dict[str, Any]:
         """This process's figures and journals as JSON-able data, for another worker to merge."""
-        return export_figures(self.figures(), self.log_entries(), self.error_entries())
+        return export_figures(self.figures(), self._timed_log(), self._timed_errors())
 
     def merged(
         self, peers: list[dict[str, Any]]
@@ -269,7 +304,7 @@ class GatewayStats:
         """Figures and journals of the whole server: this process plus ``peers`` (exports of
         the other workers)."""
         return merge_figures(
-            self.figures(), self.log_entries(), self.error_entries(), peers, self._log.size
+            self.figures(), self._timed_log(), self._timed_errors(), peers, self._log.size
         )
 
 
@@ -402,9 +437,19 @@ def merge_figures(
         in_flight=totals["in_flight"],
         events={family: dict(counts) for family, counts in events.items()},
     )
-    logs.sort(key=lambda entry: entry.get("request_time", 0))
-    error_logs.sort(key=lambda entry: entry.get("request_time", 0))
-    return merged, logs[-journal_size:], error_logs[-journal_size:]
+    logs.sort(key=_start)
+    error_logs.sort(key=_start)
+    return merged, _untimed(logs[-journal_size:]), _untimed(error_logs[-journal_size:])
+
+
+def _start(entry: dict[str, Any]) -> float:
+    return float(entry.get(AT, entry.get("request_time", 0)))
+
+
+def _untimed(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for entry in entries:
+        entry.pop(AT, None)
+    return entries
 
 
 def _copy_counters(c: BackendCounters) -> BackendCounters:

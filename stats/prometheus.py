@@ -66,6 +66,14 @@ class GatewayCollector(Collector):
             "Redis calls that failed or timed out.",
             value=f.events.get("redis", {}).get("errors", 0),
         )
+        cancelled = CounterMetricFamily(
+            f"{PREFIX}_cancelled",
+            "Requests whose client went away while they ran, by what became of the statements.",
+            labels=["outcome"],
+        )
+        for outcome, count in f.events.get("cancelled", {}).items():
+            cancelled.add_metric([outcome], count)
+        yield cancelled
 
     def _requests(self, f: Figures) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -113,7 +121,9 @@ class GatewayCollector(Collector):
             qps.add_metric([window], rate)
         yield qps
         yield GaugeMetricFamily(
-            f"{PREFIX}_in_flight_requests", "Requests being served now.", value=f.in_flight
+            f"{PREFIX}_in_flight_requests",
+            "DBSlayer requests (/db, /dbform) being served now.",
+            value=f.in_flight,
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_start_time_seconds",

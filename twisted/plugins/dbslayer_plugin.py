@@ -15,12 +15,14 @@ class Options(usage.Options):
     """Hands the whole option list to the same parser as ``dbslayer serve``."""
 
     def parseOptions(self, options: Any = None) -> None:
+        from api.cli import warn_unknown_environment
         from conf.load import SettingError, load_settings
 
         try:
             self.settings = load_settings(list(options or []), os.environ)
         except SettingError as e:
             raise usage.UsageError(str(e)) from None
+        warn_unknown_environment(os.environ, self.settings, "twistd dbslayer")
 
     def __str__(self) -> str:
         from conf.load import build_parser
