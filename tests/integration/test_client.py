@@ -1,4 +1,4 @@
-"""The Python client (`api.client`) against a real gateway and MariaDB: values, errors,
+"""The Python client (`dbslayer_client`) against a real gateway and MariaDB: values, errors,
 authentication, keep-alive, and the Twisted flavour (run in a subprocess, away from pytest)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import base64
 import json
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -16,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from api.client import (
+from dbslayer_client import (
     AuthError,
     Client,
     ClientTimeout,
@@ -31,6 +31,7 @@ from api.client import (
     Unavailable,
     build_query,
 )
+
 from tests.servers import ROOT, Gateway, MariaDB, Redis, free_port
 
 BIN = Path(sys.executable).parent
@@ -133,6 +134,7 @@ def test_sql_error_carries_errno_and_earlier_results(client: Client) -> None:
         client.query("SELECT 1 AS a; SELECT nope FROM no_such_table; SELECT 3")
     error = caught.value
     assert error.status == 200 and error.mysql_errno == 1146 and error.server == "db1"
+    assert (error.error_class, error.backend_kind) == ("ProgrammingError", "mariadb")
     assert "no_such_table" in error.message and "1146" in str(error)
     assert len(error.results) == 1 and error.results.rows == [(1,)]
     with pytest.raises(SQLError) as syntax:
@@ -290,6 +292,7 @@ class DroppingServer:
         self.script = list(script)
         self.requests: list[bytes] = []
         self.connections = 0
+        self.resets = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -305,23 +308,33 @@ class DroppingServer:
 
     def _handle(self, conn: socket.socket) -> None:
         with conn:
-            data = b""
+            data = bytearray()
             while True:
                 while b"\r\n\r\n" not in data:
                     chunk = conn.recv(65536)
                     if not chunk:
                         return
                     data += chunk
-                head, data = data.split(b"\r\n\r\n", 1)
+                head, rest = bytes(data).split(b"\r\n\r\n", 1)
+                data = bytearray(rest)
                 length = 0
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
+                step = self.script.pop(0) if self.script else "drop"
+                if step == "reset":
+                    # Close (RST) with the body still unread: the client cannot finish writing.
+                    self.resets += 1
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
                 while len(data) < length:
-                    data += conn.recv(65536)
-                body, data = data[:length], data[length:]
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        return
+                    data += chunk
+                body, data = bytes(data[:length]), data[length:]
                 self.requests.append(body)
-                if not self.script or self.script.pop(0) == "drop":
+                if step == "drop":
                     return
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -332,27 +345,64 @@ class DroppingServer:
         self.listener.close()
 
 
-def test_broken_connection_resends_reads_only() -> None:
-    """A kept-alive connection that breaks after the request was sent: a SELECT is sent again
-    on a new connection; an INSERT is not, and ConnectionLost says it may have been applied."""
-    server = DroppingServer(["answer", "drop", "answer"])
-    try:
-        with Client(server.url) as c:
-            assert c.query("SELECT 1").rows == [(1,)]
-            assert c.query("SELECT 2").rows == [(1,)]
-            assert len(server.requests) == 3 and c.connections_opened == 2
-    finally:
-        server.close()
+def test_broken_connection_never_resends_sql_unless_told() -> None:
+    """A kept-alive connection that breaks after the request was sent: SQL (a SELECT as much
+    as an INSERT) is not sent again and ConnectionLost says it may have been applied; with
+    idempotent=True it is sent again on a new connection."""
+    for sql, params in (("SELECT 2", None), ("INSERT INTO t VALUES (%s)", [1])):
+        server = DroppingServer(["answer", "drop", "answer"])
+        try:
+            with Client(server.url) as c:
+                c.query("SELECT 1")
+                with pytest.raises(ConnectionLost) as caught:
+                    c.query(sql, params)
+                assert "may or may not have been applied" in caught.value.message
+                assert caught.value.status == 0
+                assert len(server.requests) == 2 and sql.encode() in server.requests[1]
+                assert c.query("SELECT 3").rows == [(1,)]  # the next request reconnects
+                assert len(server.requests) == 3 and c.connections_opened == 2
+        finally:
+            server.close()
     server = DroppingServer(["answer", "drop", "answer"])
     try:
         with Client(server.url) as c:
             c.query("SELECT 1")
-            with pytest.raises(ConnectionLost) as caught:
-                c.query("INSERT INTO t VALUES (%s)", [1])
-            assert "may or may not have been applied" in caught.value.message
-            assert caught.value.status == 0
-            assert len(server.requests) == 2 and b"INSERT" in server.requests[1]
-            assert c.query("SELECT 3").rows == [(1,)]  # the next request reconnects
+            assert c.query("SELECT 2", idempotent=True).rows == [(1,)]
+            assert server.requests[1] == server.requests[2] and len(server.requests) == 3
+            assert c.connections_opened == 2
+    finally:
+        server.close()
+
+
+def test_broken_connection_resends_what_has_no_sql() -> None:
+    """info() and stats() carry no SQL: after a break they are sent once more, never a third
+    time."""
+    server = DroppingServer(["answer", "drop", "answer", "drop", "answer", "drop", "drop"])
+    try:
+        with Client(server.url) as c:
+            c.query("SELECT 1")
+            assert c.info() == {}  # (the scripted answer has no info flags)
+            assert isinstance(c.stats(), dict)
+            assert len(server.requests) == 5 and c.connections_opened == 3
+            with pytest.raises(ConnectionLost):
+                c.stats()  # dropped on the reused connection, then on the new one
+            assert len(server.requests) == 7
+    finally:
+        server.close()
+
+
+def test_request_not_written_completely_is_resent() -> None:
+    """A request the gateway closed the connection on before it was written whole never
+    reached it as a request: it is sent again on a new connection, a write included."""
+    server = DroppingServer(["reset", "answer"])
+    big = "x" * (64 << 20)  # more than the socket buffers hold: the write fails midway
+    try:
+        with Client(server.url) as c:
+            results = c.query("INSERT INTO t VALUES (%s)", [big])
+            assert results.rows == [(1,)]
+            assert server.resets == 1 and len(server.requests) == 1
+            assert json.loads(server.requests[0])["PARAMS"] == [big]
+            assert c.connections_opened == 2
     finally:
         server.close()
 
@@ -369,7 +419,7 @@ def test_stats_and_info(client: Client) -> None:
 
 def test_request_body_is_the_protocol() -> None:
     """build_query writes the protocol's keys: TIMEOUT in ms, CACHE in s, bytes inlined."""
-    body, idempotent = build_query(
+    body = build_query(
         "SELECT %s, %s", [b"\x01", 2], server="a", timeout=0.25, cache=5, rollback_on_error=True
     )
     assert json.loads(body) == {
@@ -380,8 +430,9 @@ def test_request_body_is_the_protocol() -> None:
         "CACHE": 5,
         "ROLLBACK_ON_ERROR": True,
     }
-    assert idempotent
-    assert build_query("INSERT INTO t VALUES (1)")[1] is False
+    assert json.loads(build_query("INSERT INTO t VALUES (1)")) == {
+        "SQL": "INSERT INTO t VALUES (1)"
+    }
     with pytest.raises(ValueError):
         build_query("SELECT %s", [b"a", 1])
 
@@ -389,7 +440,8 @@ def test_request_body_is_the_protocol() -> None:
 TWISTED_SCRIPT = r"""
 import base64, pickle, sys
 from twisted.internet import defer, task
-from api.client import GatewayError, TwistedClient
+from dbslayer_client import GatewayError
+from dbslayer_client.twisted import TwistedClient
 
 async def main(reactor, url, table, dead):
     client = TwistedClient(url, reactor=reactor)
@@ -435,7 +487,7 @@ def test_twisted_client_returns_the_same(client: Client, gateway: Gateway, peopl
     assert out["multi"] == client.query("SELECT %(a)s AS a; SELECT 2 AS b", {"a": 1})
     error = out["sql_error"]
     assert isinstance(error, SQLError) and error.mysql_errno == 1146
-    assert error.results.rows == [(1,)]
+    assert error.results.rows == [(1,)] and error.error_class == "ProgrammingError"
     assert isinstance(out["refused"], RequestRefused) and out["refused"].status == 400
     assert isinstance(out["time_limit"], TimeLimit) and out["time_limit"].status == 504
     assert out["stats"]["total_requests"] >= 1

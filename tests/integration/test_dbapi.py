@@ -1,4 +1,4 @@
-"""PEP 249 (`api.dbapi`) against a real gateway and MariaDB."""
+"""PEP 249 (`dbslayer_client.dbapi`) against a real gateway and MariaDB."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import dbslayer_client as client
 import pytest
+from dbslayer_client import dbapi
 
-from api import client, dbapi
 from tests.servers import Gateway, MariaDB, free_port
 
 
@@ -146,15 +147,42 @@ def test_executemany(conn: dbapi.Connection, mariadb: MariaDB) -> None:
 
 
 def test_integrity_error_on_duplicate_key(conn: dbapi.Connection, table: str) -> None:
-    """A duplicate key raises IntegrityError with MySQL's errno 1062."""
+    """A duplicate key raises IntegrityError with MySQL's errno 1062, as the gateway's driver
+    raised it (ERROR_CLASS), whether it is the only statement or a later one."""
     cur = conn.cursor()
     with pytest.raises(dbapi.IntegrityError) as caught:
         cur.execute(f"INSERT INTO {table} (name) VALUES (%s)", ["a"])
     assert caught.value.errno == 1062 and caught.value.args[0] == 1062
     assert "Duplicate" in caught.value.args[1] and caught.value.server == "db1"
-    assert isinstance(caught.value.__cause__, client.SQLError)
+    assert caught.value.backend_kind == "mariadb"
+    cause = caught.value.__cause__
+    assert isinstance(cause, client.SQLError) and cause.error_class == "IntegrityError"
     with pytest.raises(dbapi.IntegrityError):
         cur.execute(f"INSERT INTO {table} (name) VALUES (NULL)")
+    with pytest.raises(dbapi.IntegrityError):
+        cur.execute(f"SELECT 1; INSERT INTO {table} (name) VALUES ('b')")
+
+
+def test_integrity_error_on_the_demo(gateway_factory: Any) -> None:
+    """On the embedded SQLite demo too, a duplicate key (and a NOT NULL column left empty) is
+    IntegrityError; errors SQLite's driver calls OperationalError (a syntax error) stay so."""
+    gw = gateway_factory()  # no backend: the demo database, fresh in this test's tmp
+    with dbapi.connect(gw.url) as conn:
+        cur = conn.cursor()
+        with pytest.raises(dbapi.IntegrityError) as caught:
+            cur.execute(
+                "INSERT INTO users (id, name, created) VALUES (%s, %s, %s)",
+                (1, "again", "2024-01-01"),
+            )
+        assert caught.value.server == "demo" and caught.value.backend_kind == "sqlite"
+        assert "UNIQUE" in caught.value.args[1] and caught.value.errno == caught.value.args[0]
+        with pytest.raises(dbapi.IntegrityError):
+            cur.execute("INSERT INTO users (id, created) VALUES (500, '2024-01-01')")
+        with pytest.raises(dbapi.OperationalError) as syntax:
+            cur.execute("SELEC 1")
+        assert not isinstance(syntax.value, dbapi.IntegrityError)
+        cur.execute("SELECT COUNT(*) FROM users")
+        assert cur.fetchone() == (100,)
 
 
 def test_programming_error_on_bad_sql(conn: dbapi.Connection) -> None:
