@@ -17,6 +17,7 @@
   const form = document.getElementById("query-form");
   const sqlBox = document.getElementById("sql");
   const runButton = document.getElementById("run");
+  const cancelButton = document.getElementById("cancel");
   const formatPicker = document.getElementById("format");
   const serverField = document.getElementById("server-field");
   const serverPicker = document.getElementById("server");
@@ -31,6 +32,14 @@
 
   let running = false;
   let runs = 0;
+  /** The AbortController of the request running, while one runs (Cancel aborts it). */
+  let controller = null;
+  /** Where the answer asked the user to go next (the token field, the server picker):
+   *  focus goes there after Run instead of back to the SQL box. */
+  let focusNext = null;
+
+  /** The names of the backends' kinds (BACKEND_KIND of an SQL error answer). */
+  const KIND_NAMES = { mariadb: "MariaDB", mysql: "MySQL", sqlite: "SQLite" };
 
   /* ------------------------------------------------------------------ storage */
 
@@ -105,7 +114,9 @@
     if (server) body.SERVER = server;
 
     running = true;
+    controller = new AbortController();
     runButton.disabled = true;
+    cancelButton.hidden = false;
     busy.hidden = false;
     const started = performance.now();
     let reply = null;
@@ -116,20 +127,37 @@
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json, text/plain, */*" },
         body: JSON.stringify(body),
+        signal: controller.signal,
       });
       text = await reply.text();
     } catch (e) {
       failure = e;
     }
     const elapsed = performance.now() - started;
+    const cancelled = controller.signal.aborted;
     running = false;
+    controller = null;
     runButton.disabled = false;
+    cancelButton.hidden = true;
     busy.hidden = true;
 
-    const outcome = failure ? showNetworkError(failure, elapsed) : showReply(reply, text, format, elapsed);
+    focusNext = null;
+    let outcome;
+    if (cancelled) outcome = showCancelled(elapsed);
+    else if (failure) outcome = showNetworkError(failure, elapsed);
+    else outcome = showReply(reply, text, format, elapsed);
     remember({ sql, format, server, at: Date.now(), ms: Math.round(elapsed * 10) / 10, ...outcome });
     runs += 1;
     results.setAttribute("data-runs", String(runs)); // answers shown so far (tests wait on it)
+    // back to the SQL box for the next statement (without scrolling the answer away), unless
+    // the answer asked for something else first (a token, a server)
+    (focusNext || sqlBox).focus({ preventScroll: true });
+  }
+
+  /** Cancel: abort the fetch. The browser closes the request's connection, and the gateway,
+   *  seeing its client gone, stops the statement on the server. */
+  function cancel() {
+    if (controller) controller.abort();
   }
 
   /* ------------------------------------------------------------------ answers */
@@ -141,6 +169,21 @@
       parts.map(([label, value, id]) => el("span", null, label + " ", el("b", { id }, value)))
     );
     meta.hidden = false;
+  }
+
+  function showCancelled(elapsed) {
+    metaLine("cancelled", "cancelled", [["time", fmtElapsed(elapsed), "meta-time"]]);
+    fill(
+      results,
+      el(
+        "div",
+        { class: "cancelled-box", role: "status" },
+        el("span", { class: "cancelled-title" }, "Cancelled"),
+        ` after ${fmtElapsed(elapsed)}: the request was closed, so the gateway stops the statement. `,
+        "A write may or may not have been applied."
+      )
+    );
+    return { ok: false, label: "cancelled" };
   }
 
   function showNetworkError(error, elapsed) {
@@ -159,7 +202,8 @@
     const type = (reply.headers.get("Content-Type") || "").toLowerCase();
     const cache = reply.headers.get("X-Cache");
     let answer = null;
-    if (type.includes("json")) {
+    // (text/plain: JSON as a gateway under --compat original labels it, as the original did)
+    if (type.includes("json") || type.startsWith("text/plain")) {
       try {
         answer = parseExact(text);
       } catch (e) {
@@ -187,6 +231,7 @@
       if (status === 401) {
         extra.push("This gateway wants credentials: enter a token at the top right.");
         tokenField.focus();
+        focusNext = tokenField.input;
       } else if (status === 403) {
         extra.push("The token's user may not run this (role, allowed servers, or disabled).");
       }
@@ -194,7 +239,7 @@
       if (wanted) {
         offerServers(wanted[1].split(",").map((s) => s.trim()).filter(Boolean), true);
         extra.push("Pick a server in the Server menu, then run again.");
-        serverPicker.focus();
+        focusNext = serverPicker;
       }
       fill(
         results,
@@ -218,7 +263,8 @@
         if (answer.ROLLBACK_ON_ERROR_SUCCESS !== undefined) {
           extra.push(`ROLLBACK_ON_ERROR_SUCCESS: ${answer.ROLLBACK_ON_ERROR_SUCCESS}`);
         }
-        nodes.push(errorBox("sql-error", ["MySQL error ", answer.MYSQL_ERRNO], String(answer.MYSQL_ERROR), extra));
+        if (answer.ERROR_CLASS !== undefined) extra.push(`ERROR_CLASS ${answer.ERROR_CLASS}`);
+        nodes.push(errorBox("sql-error", [sqlErrorLabel(answer) + " error ", answer.MYSQL_ERRNO], String(answer.MYSQL_ERROR), extra));
         outcome = { ok: false, label: `error ${answer.MYSQL_ERRNO}` };
       } else {
         metaLine(status === 200 ? "OK" : `HTTP ${status}`, status === 200 ? "ok" : "gateway", parts);
@@ -229,7 +275,8 @@
       }
       sets.forEach((set, index) => nodes.push(resultNode(set, index, sets.length)));
       const others = Object.keys(answer).filter(
-        (k) => !["RESULT", "SERVER", "MYSQL_ERRNO", "MYSQL_ERROR", "ROLLBACK_ON_ERROR_SUCCESS"].includes(k)
+        (k) =>
+          !["RESULT", "SERVER", "MYSQL_ERRNO", "MYSQL_ERROR", "ROLLBACK_ON_ERROR_SUCCESS", "BACKEND_KIND", "ERROR_CLASS"].includes(k)
       );
       if (others.length) nodes.push(keyValues(answer, others));
       if (!nodes.length) nodes.push(el("p", { class: "muted" }, "The answer holds no result."));
@@ -245,6 +292,12 @@
     metaLine(ok ? (sqlError ? "SQL error" : "OK") : `HTTP ${status}`, ok ? (sqlError ? "sql" : "ok") : "gateway", parts);
     fill(results, el("pre", { class: "text-output", id: "text-output" }, text));
     return { ok: ok && !sqlError, label: ok ? (sqlError ? "SQL error" : format) : `HTTP ${status}` };
+  }
+
+  /** "MariaDB", "MySQL" or "SQLite" from the answer's BACKEND_KIND; "SQL" without one. */
+  function sqlErrorLabel(answer) {
+    const kind = typeof answer.BACKEND_KIND === "string" ? answer.BACKEND_KIND.toLowerCase() : "";
+    return Object.prototype.hasOwnProperty.call(KIND_NAMES, kind) ? KIND_NAMES[kind] : "SQL";
   }
 
   function summary(sets) {
@@ -280,7 +333,18 @@
       return el(
         "div",
         { class: "result-set", "data-index": index },
-        el("p", { class: "result-caption" }, `${caption} · ${plural(rows.length, "row")}`),
+        el(
+          "div",
+          { class: "result-head" },
+          el("p", { class: "result-caption" }, `${caption} · ${plural(rows.length, "row")}`),
+          el(
+            "span",
+            { class: "export" },
+            "Export ",
+            exportButton(set, index, "csv", "CSV"),
+            exportButton(set, index, "json", "JSON")
+          )
+        ),
         tableNode(set, rows)
       );
     }
@@ -296,6 +360,73 @@
       );
     }
     return el("pre", { class: "text-output" }, stringify(set));
+  }
+
+  /* ------------------------------------------------------------------ export */
+
+  function exportButton(set, index, format, label) {
+    return el(
+      "button",
+      {
+        type: "button",
+        class: "link export-" + format,
+        title: `download every row of this result as ${label}`,
+        onclick: () => download(`dbslayer-result-${index + 1}.${format}`, format === "csv" ? csvOf(set) : jsonOf(set), format),
+      },
+      label
+    );
+  }
+
+  /** Save text as a file: a Blob URL behind a download link, clicked, then given back. */
+  function download(name, text, format) {
+    const type = format === "csv" ? "text/csv;charset=utf-8" : "application/json;charset=utf-8";
+    const url = URL.createObjectURL(new Blob([text], { type }));
+    const link = el("a", { href: url, download: name, class: "download-link" });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  const CSV_QUOTE = /[,"\r\n]|^[ \t]|[ \t]$/;
+
+  /** One CSV field as the gateway's FORMAT csv writes it: NULL empty, strings quoted when
+   *  needed (and empty strings, so they differ from NULL), numbers as the server's digits. */
+  function csvField(value) {
+    if (value === null || value === undefined) return "";
+    if (value instanceof Num) return value.text;
+    if (typeof value === "boolean") return value ? "true" : "false";
+    const text = typeof value === "object" ? stringify(value).replace(/\n\s*/g, "") : String(value);
+    return !text || CSV_QUOTE.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  /** RFC 4180 text of a result set (every row, not only the rows shown): the header line,
+   *  then the rows, each line ending in CRLF; binary values as their base64 text. */
+  function csvOf(set) {
+    const line = (values) => values.map(csvField).join(",") + "\r\n";
+    const rows = Array.isArray(set.ROWS) ? set.ROWS : [];
+    return line(set.HEADER) + rows.map((row) => line(Array.isArray(row) ? row : [row])).join("");
+  }
+
+  /** JSON text of a result set: an array of row objects keyed by column name (a repeated
+   *  name gets a suffix, _2, _3...), numbers exact as the server sent them, binary values as
+   *  base64 text, NULL as null. */
+  function jsonOf(set) {
+    const used = new Set();
+    const names = set.HEADER.map((header) => {
+      const name = String(header);
+      let unique = name;
+      for (let n = 2; used.has(unique); n++) unique = `${name}_${n}`;
+      used.add(unique);
+      return unique;
+    });
+    const rows = Array.isArray(set.ROWS) ? set.ROWS : [];
+    const compact = (value) => stringify(value === undefined ? null : value).replace(/\n\s*/g, " ");
+    const objects = rows.map((row) => {
+      const values = Array.isArray(row) ? row : [row];
+      return "  {" + names.map((name, i) => `${JSON.stringify(name)}: ${compact(values[i])}`).join(", ") + "}";
+    });
+    return objects.length ? "[\n" + objects.join(",\n") + "\n]\n" : "[]\n";
   }
 
   function tableNode(set, rows) {
@@ -478,8 +609,12 @@
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
       event.preventDefault();
       run();
+    } else if (event.key === "Escape" && running) {
+      event.preventDefault();
+      cancel();
     }
   });
+  cancelButton.addEventListener("click", cancel);
   sqlBox.addEventListener("input", saveDraft);
   document.getElementById("clear-history").addEventListener("click", () => {
     history = [];

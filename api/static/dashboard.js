@@ -434,7 +434,13 @@
               el("td", { class: "when" }, e.request_time ? S.fmtEpoch(e.request_time) : "—"),
               el("td", { class: "mono" }, String(e.client_ip || "")),
               el("td", { class: "err" }, String(e.error || "")),
-              el("td", { class: "req" }, String(e.request || ""))
+              el(
+                "td",
+                { class: "req" },
+                String(e.request || ""),
+                // a POST's SQL (redacted by the gateway): its request line shows none
+                typeof e.sql === "string" ? el("div", { class: "req-sql" }, "SQL: " + e.sql) : null
+              )
             )
           )
         : noneRow(4, "no errors")

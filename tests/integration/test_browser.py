@@ -227,7 +227,9 @@ def test_console_select_error_history(browser: Driver, gateway: Gateway, gadgets
     run_sql(browser, "SELECT nope FROM gadgets", keyboard=True)  # Ctrl+Enter
     error = browser.find_element(By.CSS_SELECTOR, "#results .error-box.sql-error")
     assert error.find_element(By.CSS_SELECTOR, ".errno").text == "1054"
-    assert "MySQL error 1054" in error.text and "Unknown column 'nope'" in error.text
+    kind = gateway.db({"SQL": "SELECT nope FROM gadgets"}).json().get("BACKEND_KIND")
+    label = {"mariadb": "MariaDB", "mysql": "MySQL"}.get(kind, "SQL")  # (by the backend's kind)
+    assert f"{label} error 1054" in error.text and "Unknown column 'nope'" in error.text
     assert text(browser, "#status") == "SQL error 1054"
     assert not browser.find_elements(By.CSS_SELECTOR, "#results table")
 
