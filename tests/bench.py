@@ -59,7 +59,7 @@ def load(db: MariaDB) -> None:
     )
 
 
-def wrk(url: str, connections: int) -> dict[str, float]:
+def wrk(url: str, connections: int) -> dict[str, Any]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{SECONDS}s", "--latency", "--timeout", "10s", url],
         capture_output=True,

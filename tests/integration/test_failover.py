@@ -179,7 +179,7 @@ def test_primary_replica_routing(replicated: Any, gateway_factory: Any) -> None:
         answer = gw.db({"SQL": "INSERT INTO t (v) VALUES (%s)", "PARAMS": [i]}).json()
         assert answer["SERVER"] == "p" and answer["RESULT"]["AFFECTED_ROWS"] == 1
     time.sleep(1.0)  # replication
-    servers = Counter()
+    servers: Counter[str] = Counter()
     for _ in range(30):
         answer = gw.db({"SQL": "SELECT COUNT(*) AS n FROM t"}).json()
         assert answer["RESULT"]["ROWS"] == [[5]], answer

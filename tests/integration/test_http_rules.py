@@ -18,7 +18,6 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
 
 from api.fastpath import TOO_LONG, content_length, keeps_alive
-from tests.servers import Gateway
 from tests.integration.test_http_differential import (
     PEER,
     StubApp,
@@ -27,6 +26,7 @@ from tests.integration.test_http_differential import (
     parse_answers,
     stub_site,
 )
+from tests.servers import Gateway
 
 TIMEOUT = 5.0
 

@@ -53,7 +53,7 @@ def get_db(sql: str, host: str) -> bytes:
 def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
     """``count`` answers framed by Content-Length: (status, body) each."""
     buf = b""
-    answers = []
+    answers: list[tuple[int, bytes]] = []
     sock.settimeout(30)
     while len(answers) < count:
         end = buf.find(b"\r\n\r\n")

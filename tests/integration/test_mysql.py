@@ -168,9 +168,10 @@ def test_error_in_second_statement_is_reported(
 
 
 def test_syntax_error_in_first_statement(gateway: Gateway) -> None:
-    """An SQL error answers 200 with MYSQL_ERRNO/MYSQL_ERROR/SERVER, as the reference."""
+    """An SQL error answers 200 with MYSQL_ERRNO/MYSQL_ERROR/SERVER, as the reference (then
+    the extension keys ERROR_CLASS and BACKEND_KIND)."""
     answer = sql(gateway, "SELEC 1")
-    assert set(answer) == {"MYSQL_ERRNO", "MYSQL_ERROR", "SERVER"}
+    assert list(answer) == ["MYSQL_ERRNO", "MYSQL_ERROR", "SERVER", "ERROR_CLASS", "BACKEND_KIND"]
     assert answer["MYSQL_ERRNO"] == 1064 and "syntax" in answer["MYSQL_ERROR"]
 
 
@@ -211,7 +212,7 @@ def test_help_and_debug_return_input(gateway: Gateway) -> None:
         "SQL": "SELECT 1",
         "SLAYER_DEBUG_RETURN_INPUT": True,
         "SLAYER_HELP": True,
-        "extra": [1],
+        "TIMEOUT": 5000,
     }
     answer = exact(gateway.db(request))
     assert answer["SLAYER_DEBUG_RETURN_INPUT"] == request

@@ -366,17 +366,36 @@ def test_supervisor_replaces_dead_workers_and_never_gives_up() -> None:
     sup.request_stop()  # ... when the server is told to stop
     assert sup.step() == 30 + KILL_GRACE and not sup.due
     assert len(closed) == 1  # the master's listening sockets close as the stop begins
-    assert all(c.signals == [signal.SIGTERM] for c in sup.children.values())
+    fakes: list[Any] = list(sup.children.values())  # (FakeChild, typed as Child)
+    assert all(c.signals == [signal.SIGTERM] for c in fakes)
     assert not sup.done
-    stubborn = next(iter(sup.children.values()))
-    for child in sup.children.values():
+    stubborn = fakes[0]
+    for child in fakes:
         if child is not stubborn:
             child.code = 0
     now[0] += 30 + KILL_GRACE
     count = len(started)
     assert sup.step() is None and stubborn.code == -9 and len(started) == count
-    assert sup.step() is None and sup.done
+    assert sup.step() == 0.0 and sup.done  # (nothing left to wait for)
     assert len(closed) == 1
+
+
+def test_supervisor_is_done_at_once_when_the_last_worker_exits() -> None:
+    """A stop whose workers all exit within the drain: the step that reaps the last one says
+    nothing is left to wait for (0 s), so the master does not sit out a wait after it."""
+    from api.workers import Supervisor
+
+    now = [0.0]
+    children = [FakeChild(1), FakeChild(2)]
+    sup = Supervisor(lambda slot: children[slot], 2, drain_timeout=30, clock=lambda: now[0])
+    sup.start()
+    sup.request_stop()
+    assert (sup.step() or 0.0) > 0 and not sup.done
+    children[0].code = 0
+    now[0] += 0.1
+    assert (sup.step() or 0.0) > 0 and not sup.done
+    children[1].code = 0
+    assert sup.step() == 0.0 and sup.done
 
 
 def test_worker_context_reads_the_inherited_sockets() -> None:

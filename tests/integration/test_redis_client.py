@@ -27,6 +27,30 @@ from gateway.redis import RedisClient, RedisService, RedisUnavailable
 def sleep(reactor, seconds):
     return task.deferLater(reactor, seconds, lambda: None)
 
+class Skewed:
+    # The real reactor's time (timeouts run on it) plus ``skew``: skip() moves the client's
+    # clock on, so the circuit breaker's wait passes without waiting.
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.skew = 0.0
+
+    def seconds(self):
+        return self.reactor.seconds() + self.skew
+
+    def callLater(self, *args, **kwargs):
+        return self.reactor.callLater(*args, **kwargs)
+
+    def skip(self, seconds):
+        self.skew += seconds
+
+async def until(reactor, predicate, bound=5.0):
+    # Poll (every 10 ms) until predicate() is true; fails past ``bound`` seconds.
+    deadline = time.monotonic() + bound
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {bound} s")
+        await sleep(reactor, 0.01)
+
 async def attempt(d):
     started = time.monotonic()
     try:
@@ -186,7 +210,9 @@ def test_hset_many_is_one_transaction_with_its_ttl(redis: Redis, tmp_path: Path)
             """,
             redis.url,
         )
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10  # (the monitor prints the commands as they come)
+        while b'"HGETALL"' not in monitor_log.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         monitor.terminate()
         monitor.wait()
@@ -249,14 +275,15 @@ def test_refused_connection_fails_at_once_then_fast_until_retry() -> None:
         """
         async def scenario(reactor, port):
             errors = []
-            client = RedisClient(f"redis://127.0.0.1:{port}", reactor, timeout=1.0,
-                                 on_error=errors.append)
+            clock = Skewed(reactor)
+            client = RedisClient(f"redis://127.0.0.1:{port}", clock, timeout=1.0,
+                                 on_error=errors.append, reactor=reactor)
             client.start()
             first = await attempt(client.get("k"))
             fast = [await attempt(client.get("k")) for _ in range(50)]
             available = client.available
             errors_while_open = len(errors)
-            await sleep(reactor, client.retry_after + 0.05)
+            clock.skip(client.retry_after + 0.05)
             retried = await attempt(client.ping())
             await client.stop()
             return {"first": first, "fast": fast, "available": available, "errors": errors,
@@ -283,13 +310,14 @@ def test_silent_server_times_out_and_stop_leaves_nothing_behind() -> None:
         result = run_scenario(
             """
             async def scenario(reactor, port):
-                client = RedisClient(f"redis://127.0.0.1:{port}", reactor, timeout=0.3)
+                clock = Skewed(reactor)
+                client = RedisClient(f"redis://127.0.0.1:{port}", clock, timeout=0.3,
+                                     reactor=reactor)
                 client.start()
-                timed_out = await attempt(client.get("k"))
+                timed_out = await attempt(client.get("k"))  # (in real time, on the reactor)
                 fast = await attempt(client.get("k"))
-                await sleep(reactor, client.retry_after + 0.05)
+                clock.skip(client.retry_after + 0.05)
                 waiting = client.get("k")
-                await sleep(reactor, 0.05)
                 await client.stop()
                 stopped = await attempt(waiting)
                 after_stop = await attempt(client.get("k"))
@@ -321,7 +349,7 @@ def test_caller_cancel_is_not_a_redis_failure() -> None:
                                      on_error=errors.append)
                 client.start()
                 d = client.get("k")
-                await sleep(reactor, 0.05)
+                await until(reactor, lambda: client._factory.size == 1)  # (the command is sent)
                 d.cancel()
                 try:
                     await d

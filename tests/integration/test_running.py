@@ -163,3 +163,22 @@ def test_demo_timeout_interrupts_sqlite(tmp_path: Path) -> None:
         assert gw.db({"SQL": "SELECT COUNT(*) FROM users"}).json()["RESULT"]["ROWS"] == [[100]]
     finally:
         gw.stop()
+
+
+def test_tac_file_with_a_bad_setting_says_so_in_one_line(tmp_path: Path) -> None:
+    """twistd -ny conf/dbslayer.tac with a bad setting: exit status 2, the one line naming the
+    setting, and no traceback (twistd prints one for any other error in a .tac file)."""
+    result = subprocess.run(
+        [str(BIN / "twistd"), "-ny", str(ROOT / "conf" / "dbslayer.tac")],
+        cwd=tmp_path,
+        env={**os.environ, "DBSLAYER_PORT": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "dbslayer.tac: bad setting port: must be an integer from 0 to 65535, got 'abc' "
+        "(from DBSLAYER_PORT)"
+    ]

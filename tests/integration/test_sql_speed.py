@@ -8,8 +8,9 @@ of three, the machine being shared):
 - a 1 MiB text is read within `BOUND` seconds;
 - reading is linear: 1 MiB costs less than `RATIO` times 64 KiB (16 would be exact).
 
-Shapes the scanner does not yet read within the bound are marked ``xfail(strict=True)`` with
-their figure: they fail the day they pass, to be unmarked then.
+Shapes the scanner does not yet read within the bound are marked ``xfail`` with their figure.
+Not strict: some are near the bound, and a CPU-time figure on a shared machine passes one run
+in a few (an XPASS in the summary says which to look at).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _fill(unit: str, size: int, head: str = "", tail: str = "") -> str:
 
 
 def _slow(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"read in {reason} here, over the bound")
+    return pytest.mark.xfail(strict=False, reason=f"read in {reason} here, over the bound")
 
 
 SHAPES: list[tuple[str, Callable[[int], str], str]] = [

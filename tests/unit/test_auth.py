@@ -70,7 +70,7 @@ def outcome(d: Deferred[Any]) -> Any:
 
 
 def make(store: Store, ttl: float = 5.0) -> tuple[Authenticator, Clock, list[str]]:
-    clock, events = Clock(), []
+    clock, events = Clock(), list[str]()
     return (
         Authenticator(store, clock, ttl=ttl, unavailable=Down, on_event=events.append),
         clock,

@@ -20,10 +20,10 @@ from gateway.request import (
 HINT = 'TRY {"SLAYER_HELP":true }'
 
 
-def refused(obj: Any) -> str:
+def refused(obj: Any, ignore_unknown_keys: bool = False) -> str:
     """Parse obj expecting a RequestError; return its message."""
     with pytest.raises(RequestError) as info:
-        parse_request(obj)
+        parse_request(obj, ignore_unknown_keys=ignore_unknown_keys)
     return str(info.value)
 
 
@@ -163,9 +163,12 @@ def test_parse_request_minimal_sql() -> None:
 
 
 def test_parse_request_keeps_raw() -> None:
-    """The received object is kept as `raw` for SLAYER_DEBUG_RETURN_INPUT."""
+    """The received object is kept as `raw` for SLAYER_DEBUG_RETURN_INPUT (keys ignored under
+    --compat original included)."""
     obj = {"SQL": "SELECT 1", "whatever": [1]}
-    assert parse_request(obj).raw == obj
+    assert parse_request(obj, ignore_unknown_keys=True).raw == obj
+    known = {"SQL": "SELECT 1", "SLAYER_DEBUG_RETURN_INPUT": True, "PARAMS": None}
+    assert parse_request(known).raw == known
 
 
 def test_parse_request_full() -> None:
@@ -196,10 +199,14 @@ def test_parse_request_full() -> None:
     assert request.cache_s == 5.0
 
 
-def test_parse_request_unknown_keys_ignored() -> None:
-    """Unknown keys (any case, any value) are ignored, as in the reference."""
-    request = parse_request({"SQL": "SELECT 1", "sql": 5, "FOO": {"x": []}, "": None})
+def test_parse_request_unknown_keys_ignored_under_compat() -> None:
+    """Under --compat original, unknown keys (any case, any value) are ignored, as in the
+    reference (tests/unit/test_request_keys.py: refused otherwise)."""
+    obj = {"SQL": "SELECT 1", "sql": 5, "FOO": {"x": []}, "": None}
+    request = parse_request(obj, ignore_unknown_keys=True)
     assert request.sql == "SELECT 1"
+    with pytest.raises(RequestError, match='unknown request keys sql .*, FOO, ""; known keys'):
+        parse_request(obj)
 
 
 def test_parse_request_null_means_absent() -> None:
@@ -436,7 +443,7 @@ def test_parse_request_params_huge_integer_not_rounded() -> None:
         request = parse_request(obj)
     except RequestError:
         return
-    assert request.params is not None
+    assert isinstance(request.params, list)
     assert type(request.params[0]) is int
     assert request.params[0] == big
 
@@ -503,7 +510,7 @@ def test_parse_request_numbers_become_floats(value: float, expected: float) -> N
     "obj",
     [
         pytest.param({}, id="empty"),
-        pytest.param({"FOO": 1}, id="unknown-only"),
+        pytest.param({"FOO": 1}, id="unknown-only"),  # (under --compat original)
         pytest.param({"SERVER": "db1"}, id="server-only"),
         pytest.param({"FORMAT": "xml"}, id="format-only"),
         pytest.param({"ROLLBACK_ON_ERROR": True}, id="rollback-only"),
@@ -515,7 +522,7 @@ def test_parse_request_numbers_become_floats(value: float, expected: float) -> N
 )
 def test_parse_request_nothing_to_do(obj: dict[str, Any]) -> None:
     """A request with no SQL, info flag, SLAYER_HELP or debug echo is refused with the hint."""
-    message = refused(obj)
+    message = refused(obj, ignore_unknown_keys=True)
     assert HINT in message
     assert message.endswith(HINT)
 

@@ -26,7 +26,9 @@ class ScriptedExecutor:
         self.outcomes = list(outcomes)
         self.requests: list[Request] = []
 
-    def execute(self, request: Request, user: Any = None, sink: Any = None) -> Deferred[Answer]:
+    def execute(
+        self, request: Request, user: Any = None, sink: Any = None, hangup: Any = None
+    ) -> Deferred[Answer]:
         self.requests.append(request)
         outcome = self.outcomes.pop(0) if self.outcomes else Answer(server="db1")
         if isinstance(outcome, Exception):
@@ -41,7 +43,7 @@ def call(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    stub = StubTreq(GatewayApp(executor, max_request_bytes=4096).resource())
+    stub: Any = StubTreq(GatewayApp(executor, max_request_bytes=4096).resource())  # (untyped)
     outcome: list[Any] = []
     d = stub.request(method, "http://gateway.test" + path, data=body, headers=headers)
     d.addCallback(lambda r: stub.content(r).addCallback(lambda b: outcome.append((r, b))))

@@ -279,6 +279,7 @@ def test_snapshot_key_order_and_reference_keys(clock: Clock) -> None:
         "auth",
         "cache",
         "redis",
+        "cancelled",
     ]
     assert snapshot["current_time"] == T0 + 90
     assert snapshot["start_time"] == T0
@@ -655,3 +656,32 @@ def test_metrics_of_idle_gateway_parse(clock: Clock) -> None:
     samples = samples_of(render_metrics(GatewayStats(clock))[0])
     assert value(samples, "dbslayer_db_requests_total") == 0
     assert value(samples, "dbslayer_in_flight_requests") == 0
+
+
+def test_journals_of_several_workers_merge_in_request_order_within_a_second() -> None:
+    """Entries of two workers in one whole second (``request_time`` is the same) come out in
+    the order the requests started, and the precise time used for it is never shown."""
+    one, two = GatewayStats(Clock()), GatewayStats(Clock())
+    for stats, started, sql in (
+        (one, 1000.1, "first"),
+        (two, 1000.2, "second"),
+        (one, 1000.3, "third"),
+        (two, 1000.4, "fourth"),
+    ):
+        stats.record_request(
+            endpoint="db",
+            client_ip="127.0.0.1",
+            request_line=f"GET /db?{sql} HTTP/1.1",
+            status=400,
+            bytes_sent=1,
+            started=started,
+            duration=0.001,
+            error=sql,
+        )
+    _, log, errors = one.merged([two.export()])
+    assert [e["error"] for e in errors] == ["first", "second", "third", "fourth"]
+    assert [e["request"].split("?")[1].split()[0] for e in log] == [
+        "first", "second", "third", "fourth",
+    ]  # fmt: skip
+    assert all(set(e) == {"client_ip", "error", "request", "request_time"} for e in errors)
+    assert all("_at" not in e for e in log + one.log_entries() + one.error_entries())
