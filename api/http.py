@@ -599,7 +599,7 @@ class GatewaySite(Site):
                     request.setHeader(name, value)
         if self.draining:
             return DRAINING
-        if self.in_flight >= self.max_in_flight and request.path in LIMITED_PATHS:
+        if self.in_flight >= self.max_in_flight and is_dbslayer_path(request.path):
             return EarlyReply(
                 503,
                 f"too many requests in flight (the limit is {self.max_in_flight}); retry shortly",
@@ -779,8 +779,8 @@ def prefers_page(
     (``*/*``), a client that names JSON first or sends no Accept at all."""
     if requested_with:
         return False
-    if fetch_dest is not None and fetch_dest.strip().lower() == b"document":
-        return True
+    if fetch_dest is not None:  # (Fetch Metadata says what the request is for: trusted)
+        return fetch_dest.strip().lower() in (b"document", b"iframe")
     if not accept:
         return False
     ranked = accept_ranked(accept.decode("latin-1"))

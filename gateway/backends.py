@@ -21,6 +21,7 @@ import re
 import select
 import socket
 import sqlite3
+import threading
 from base64 import b64encode
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -232,6 +233,10 @@ class Run:
         "lane",
         "lane_slot",
         "cancelled",
+        "kill_lock",
+        "killing",
+        "read_account",
+        "kill_answered",
     )
 
     def __init__(
@@ -247,8 +252,21 @@ class Run:
         #: in a read-only session in any case, so the database refuses any write.
         self.read_only = read_only
         self.thread_id: int | None = None
-        #: True once a KILL QUERY for this run was answered by the server.
+        #: True once a KILL QUERY for this run is being sent (set before it goes out, so that
+        #: the statement's error, which may come first, is known for the KILL's).
         self.killed = False
+        #: Held by a KILL QUERY from its check of ``thread_id`` to the server's answer, and by
+        #: the pool thread that ends the run before its connection serves anyone else: a KILL
+        #: never reaches the next statement of a reused connection.
+        self.kill_lock = threading.Lock()
+        #: The KILL QUERY in flight (None: none); the reactor lane keeps the slot until it ends.
+        self.killing: Deferred[None] | None = None
+        #: The run holds a connection of the backend's read account (its KILL goes as that
+        #: account: another account's threads are not its to kill without SUPER).
+        self.read_account = False
+        #: True once the server answered a KILL QUERY for this run (done, or refused with a
+        #: server error): a server that answers is not frozen, whatever its statement does.
+        self.kill_answered = False
         #: The socket of the connection running it in a pool thread (to abort a read that
         #: hangs on a frozen server), and the reactor lane and slot where the lane runs it.
         self.fd: int | None = None
@@ -701,6 +719,8 @@ def timed_out(run: Run, answer: Answer) -> bool:
     error = answer.error
     if answer.streamed or error is None:
         return False
+    if error.errno == 1317:  # "query execution was interrupted": by our KILL, or another's
+        return run.killed
     return error.errno in TIMEOUT_ERRNOS or (run.killed and error.errno == 1028)
 
 
@@ -776,6 +796,9 @@ class MySQLBackend:
         # pool busy with long statements never delays them.
         short = max(1, math.ceil(connect_timeout))
         self._control = {**kwargs, "read_timeout": short, "write_timeout": short}
+        self._read_control = self._control
+        if read_user:
+            self._read_control = {**self._control, "user": read_user, "passwd": spec.read_password}
         self.health_pool = BackendPool(
             "MySQLdb",
             spec.name,
@@ -817,6 +840,7 @@ class MySQLBackend:
         run = run or Run()
         if run.read_only and self.read_pool is not None:
             pool, lane = self.read_pool, self.read_lane
+            run.read_account = True
         else:
             pool, lane = self.pool, self.lane
         if lane is not None:
@@ -832,6 +856,14 @@ class MySQLBackend:
         d = threads.deferToThreadPool(
             self.reactor, self.reactor.getThreadPool(), self._kill_query, run, thread_id
         )
+        run.killing = d
+
+        def ended(result: Any) -> Any:
+            if run.killing is d:
+                run.killing = None
+            return result
+
+        d.addBoth(ended)
         return d
 
     def abort(self, run: Run) -> bool:
@@ -886,14 +918,21 @@ class MySQLBackend:
     def _kill_query(self, run: Run, thread_id: int) -> None:
         import MySQLdb
 
-        if run.thread_id != thread_id:
-            return  # it finished meanwhile: its connection may run someone else's statement
-        conn = MySQLdb.connect(**self._control)
-        try:
-            conn.query(f"KILL QUERY {int(thread_id)}")
-            run.killed = True
-        finally:
-            conn.close()
+        with run.kill_lock:  # (the run's connection serves nobody else until the KILL ends)
+            if run.thread_id != thread_id:
+                return  # it finished meanwhile: its connection may run someone else's statement
+            control = self._read_control if run.read_account else self._control
+            conn = MySQLdb.connect(**control)
+            try:
+                run.killed = True
+                conn.query(f"KILL QUERY {int(thread_id)}")
+                run.kill_answered = True
+            except MySQLdb.Error as e:
+                errno = _mysql_errno(e)
+                run.kill_answered = errno is not None and not is_client_errno(errno)
+                raise
+            finally:
+                conn.close()
 
     def _probe(self, conn: Any) -> CheckResult:
         cursor = conn.cursor()
@@ -933,7 +972,8 @@ class MySQLBackend:
             raise self._connection_error(e, _mysql_errno(e), not_sent=not sent[0]) from None
         finally:
             run.fd = None
-            run.thread_id = None
+            with run.kill_lock:  # (a KILL on its way for this run lands before the next one)
+                run.thread_id = None
 
     def _finish_sent(self, conn: Any, request: Request, run: Run) -> Answer:
         """Read the answer to a request the reactor lane sent, when it did not arrive whole at

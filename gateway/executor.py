@@ -383,6 +383,8 @@ class Executor:
             kind = NOT_SENT if error.not_sent else LOST
             if not may_retry(kind, read_only=read):
                 return failure
+            if hangup is not None and hangup.happened:
+                return failure  # the client went away: nothing more is sent for it
             log.info(
                 "retrying a {what} on another backend after {name} failed: {error}",
                 what="read" if read else "request",
@@ -472,6 +474,18 @@ class Executor:
                 self._kill(backend, run)
                 continue
             del self._deadlines[run]
+            if run.kill_answered:
+                # The server answered the KILL (done, or refused: a read account's thread is
+                # not the main account's to kill without SUPER): it is not frozen. The
+                # statement runs on to its time limit on the server; its connection is broken
+                # off, so the request ends, but the backend stays up.
+                if backend.abort(run):
+                    log.warn(
+                        "a statement on {name} still runs after a KILL QUERY the server "
+                        "answered; its connection was broken off",
+                        name=backend.name,
+                    )
+                continue
             if backend.abort(run):
                 what = (
                     "a statement whose client went away"

@@ -266,15 +266,27 @@ class ReactorLane:
             # next request still runs here.)
             if transaction_open(status):
                 answer.extras["ROLLED_BACK"] = True
+            self._release(slot, run, reset=True)
+        else:
+            self._release(slot, run, reset=False)
+        if timed_out(run, answer):
+            d.errback(run.timeout_error(self.name, answer.error.errno if answer.error else None))
+        else:
+            d.callback(answer)
+
+    def _release(self, slot: Slot, run: Run, reset: bool) -> None:
+        """Give the slot back (after a pool thread reset its session, with ``reset``), once no
+        KILL QUERY aimed at ``run`` is in flight: the connection serves nobody else while one
+        may still land on it."""
+        if run.killing is not None:
+            run.killing.addBoth(lambda _: self._release(slot, run, reset))
+            return
+        if reset:
             self.pool.run_in_thread(slot, self.backend.reset_session, (), check=False).addErrback(
                 lambda f: log.failure("resetting a session of {name}", f, name=self.name)
             )
         else:
             self.pool.give_back(slot)
-        if timed_out(run, answer):
-            d.errback(run.timeout_error(self.name, answer.error.errno if answer.error else None))
-        else:
-            d.callback(answer)
 
     def abort(self, slot: Slot, run: Run) -> bool:
         """Fail ``run`` as a lost connection if it still waits for its answer on ``slot``

@@ -204,7 +204,7 @@ def unknown_keys_message(unknown: list[str]) -> str:
     key."""
     named = []
     for key in unknown[:_UNKNOWN_SHOWN]:
-        shown = key if _PLAIN_KEY.fullmatch(key) else orjson.dumps(key).decode()
+        shown = key if _PLAIN_KEY.fullmatch(key) else _escaped(key)
         if len(shown) > _KEY_SHOWN:
             shown = shown[:_KEY_SHOWN] + "..."
         closest = (
@@ -220,6 +220,13 @@ def unknown_keys_message(unknown: list[str]) -> str:
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _escaped(key: str) -> str:
+    """A key as a JSON string with every character that is not printable escaped (JSON's own
+    escapes cover only ASCII controls: U+202E or U+2028 would reach journals and logs raw)."""
+    text = orjson.dumps(key).decode()
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def form_to_object(fields: Mapping[str, str]) -> dict[str, Any]:

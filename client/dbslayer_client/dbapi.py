@@ -520,6 +520,13 @@ class Cursor:
         return current.insert_id
 
     @property
+    def truncated(self) -> bool:
+        """True when the gateway's row limit cut the current result set short (its
+        ``TRUNCATED`` marker): the rows fetched are the first ones only (an extension)."""
+        current = self._current
+        return current is not None and current.truncated
+
+    @property
     def rownumber(self) -> int | None:
         """Index of the next row to fetch in the current result set (PEP 249 extension)."""
         current = self._current

@@ -91,7 +91,9 @@ class AuthError(GatewayError):
 
 
 class Unavailable(GatewayError):
-    """No backend could take the request and nothing was sent (503); see ``retry_after``."""
+    """Nothing was run, for now: no backend could take the request (503), this user has too
+    many requests in flight (429), or the request arrived too slowly (408); see
+    ``retry_after``."""
 
 
 class GatewayUnreachable(Unavailable):
@@ -114,14 +116,15 @@ class TimeLimit(GatewayError):
 
 
 class RequestRefused(GatewayError):
-    """The gateway refused the request itself (400, 404, 405, 413, 414 and other 4xx)."""
+    """The gateway refused the request itself (400, 404, 405, 413, 414 and other 4xx but 401,
+    403, 408 and 429)."""
 
 
 def error_class(status: int) -> type[GatewayError]:
     """The exception class for a gateway answer with this HTTP status (other than 200)."""
     if status in (401, 403):
         return AuthError
-    if status == 503:
+    if status in (503, 429, 408):  # (transient: retry after Retry-After, or resend faster)
         return Unavailable
     if status == 502:
         return ConnectionLost

@@ -19,6 +19,9 @@ class Result:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     affected_rows: int | None = None
     insert_id: int | None = None
+    #: True when the gateway's row limit cut the result set short (``TRUNCATED``): ``rows``
+    #: holds the first rows only.
+    truncated: bool = False
 
     @property
     def has_rows(self) -> bool:

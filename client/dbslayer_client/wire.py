@@ -105,10 +105,13 @@ def decode_answer(status: int, headers: Mapping[str, str], body: bytes) -> Resul
         cache=lowered.get("x-cache"),
         info={k: v for k, v in obj.items() if k not in _WIRE_KEYS},
     )
+    if "MYSQL_ERRNO" not in obj and "MYSQL_ERROR" not in obj and "ERROR" in obj:
+        # A refusal answered 200 (a gateway under --compat original): raised all the same.
+        raise _error(status, headers, obj, b"")
     if "MYSQL_ERRNO" in obj or "MYSQL_ERROR" in obj:
         rolled_back = obj.get("ROLLBACK_ON_ERROR_SUCCESS")
         raise SQLError(
-            str(obj.get("MYSQL_ERROR", "")),
+            str(obj.get("MYSQL_ERROR") or obj.get("ERROR") or ""),
             status,
             mysql_errno=_int_or_none(obj.get("MYSQL_ERRNO")),
             server=server,
@@ -183,7 +186,9 @@ def _result(item: Any) -> Result:
         ]
     else:
         rows = [tuple(row) for row in item.get("ROWS") or ()]
-    return Result(columns=columns, types=types, rows=rows)
+    return Result(
+        columns=columns, types=types, rows=rows, truncated=item.get("TRUNCATED") is True
+    )
 
 
 def _from_base64(value: Any) -> bytes:

@@ -495,3 +495,27 @@ def test_twisted_client_returns_the_same(client: Client, gateway: Gateway, peopl
     assert out["info"].keys() == info.keys()
     assert out["info"]["SERVER_VERSION"] == info["SERVER_VERSION"]
     assert isinstance(out["dead"], GatewayUnreachable)
+
+
+def test_cut_answers_and_compat_refusals_are_never_silent(gateway_factory: Any) -> None:
+    """A result set cut by --max-rows says so (Result.truncated, cursor.truncated); a
+    refusal a --compat original gateway answers 200 with an ERROR body is raised all the
+    same; 429 and 408 are Unavailable (transient), not a refusal of the request itself."""
+    from dbslayer_client import GatewayError, dbapi
+    from dbslayer_client.errors import Unavailable, error_class
+
+    gw = gateway_factory("--max-rows", "3", "--compat", "original")
+    sql = "SELECT id FROM users WHERE id <= 10 ORDER BY id"
+    with Client(gw.url) as c:
+        result = c.query(sql)[0]
+        assert result.truncated and result.rows == [(1,), (2,), (3,)]
+        assert not c.query("SELECT 1")[0].truncated
+        with pytest.raises(GatewayError) as caught:
+            c.query("SELECT 1", server="nope")
+        assert "SERVER" in str(caught.value)
+    conn = dbapi.connect(gw.url)
+    cur = conn.cursor()
+    cur.execute(sql)
+    assert cur.truncated and cur.fetchall() == [(1,), (2,), (3,)]
+    conn.close()
+    assert error_class(429) is Unavailable and error_class(408) is Unavailable

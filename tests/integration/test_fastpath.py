@@ -458,6 +458,19 @@ def test_in_flight_limit_on_the_fast_channel(limited: Gateway) -> None:
         assert [rows(other.read()) for _ in range(3)] == [[[1]], [[2]], [[3]]]
 
 
+def test_in_flight_limit_holds_for_percent_encoded_paths(limited: Gateway) -> None:
+    """/%64b and /%64%62form are /db and /dbform to Klein: past --max-in-flight they get the
+    503 too (they were let through while /db was refused)."""
+    with Conn(limited.port) as busy, Conn(limited.port) as other:
+        busy.send(get_db({"SQL": "SELECT SLEEP(0.5) AS s"}))
+        time.sleep(0.15)
+        for path in ("/%64b", "/%64%62", "/%64%62form"):
+            other.send(get(f"{path}?{q({'SQL': 'SELECT 1'})}"))
+            r = other.read()
+            assert r.status == 503 and "too many requests" in r.json()["ERROR"], path
+        assert rows(busy.read()) == [[0]]
+
+
 def test_client_leaving_frees_its_in_flight_place(limited: Gateway) -> None:
     """A client that leaves before its answer does not keep its place in --max-in-flight."""
     with Conn(limited.port) as c:

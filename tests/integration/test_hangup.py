@@ -248,3 +248,79 @@ def test_sqlite_demo_statement_is_interrupted_when_the_client_leaves(
     assert stats(gw)["cancelled"]["stopped"] == 1
     (entry,) = journal_499(gw)
     assert entry["request"].startswith("GET /db?" if channel == "fast" else "POST /dbform")
+
+
+# ------------------------------------------------------------------ races and accounts
+
+
+def test_a_hang_up_never_kills_the_next_statement_on_its_connection(
+    hang_db: MariaDB, gateway_factory: Any
+) -> None:
+    """One pooled connection: a client sends a short statement and leaves just before it
+    ends, while another client's write waits for the same connection. The KILL QUERY of the
+    first (sent over a new connection, which takes a few ms to open) must never land on the
+    write that follows it on the reused connection: every write is applied and answered."""
+    hang_db.sql("CREATE OR REPLACE TABLE test.hangup_race (id INT PRIMARY KEY, v INT)")
+    hang_db.sql("INSERT INTO test.hangup_race VALUES (1, 0)")
+    gw = gateway_factory("--backend", hang_db.dsn(), "--pool-max", "1", "--workers", "1")
+    assert gw.db({"SQL": "SELECT 1"}).status == 200
+    write = {"SQL": "UPDATE hangup_race SET v = v + 1 WHERE id = 1 AND SLEEP(0.3) = 0"}
+    disturbed: list[str] = []
+    tries = 16
+    for i in range(tries):
+        early = 0.012 + (i % 8) * 0.003  # (the first client leaves this long before its end)
+        first = start_request(gw, "fast", {"SQL": "SELECT SLEEP(0.1) AS race_first"})
+        time.sleep(0.01)
+        victim = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        victim.sendall(head(gw, "GET", "/db?" + quote(json.dumps(write))))
+        time.sleep(max(0.0, 0.09 - early))  # (the scenario's timing, not a wait for a result)
+        leave(first, "close")
+        top = read_answer(victim)
+        victim.close()
+        if b" 200 " not in top.split(b"\r\n")[0]:
+            disturbed.append(f"{early:.3f}: {top.splitlines()[0]!r}")
+    assert not disturbed, disturbed
+    until(lambda: settled(gw, "db1"), GONE_WITHIN, "in-flight counts back to 0")
+    assert hang_db.sql("SELECT v FROM test.hangup_race").strip() == str(tries)
+
+
+def test_a_read_user_hanging_up_never_takes_the_backend_down(
+    hang_db: MariaDB, redis: Any, gateway_factory: Any
+) -> None:
+    """With auth, read-role requests run on the read account. The main account here has no
+    SUPER, so it may not kill the read account's threads: the KILL goes as the read account,
+    the statement stops, and the backend stays up (before: KILL refused with 1095, the
+    backend marked down after the connect timeout, the statement left running)."""
+    from tests.servers import add_user, bearer
+
+    hang_db.sql(
+        "CREATE USER IF NOT EXISTS 'hk_main'@'127.0.0.1' IDENTIFIED BY 'main-pw';"
+        "GRANT ALL ON `test`.* TO 'hk_main'@'127.0.0.1';"
+        "CREATE USER IF NOT EXISTS 'hk_ro'@'127.0.0.1' IDENTIFIED BY 'ro-pw';"
+        "GRANT SELECT, SHOW VIEW ON `test`.* TO 'hk_ro'@'127.0.0.1';"
+    )
+    dsn = (
+        hang_db.dsn(user="hk_main", password="main-pw") + "&read_user=hk_ro&read_password=ro-pw"
+    )
+    reader = add_user(redis, "hk_reader", "read")
+    gw = gateway_factory(
+        "--backend", dsn, "--auth", "--redis", redis.url, "--connect-timeout", "1",
+        "--protect-admin", "false", "--workers", "1",
+    )  # fmt: skip
+    assert gw.db({"SQL": "SELECT 1"}, headers=bearer(reader)).status == 200
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    query = {  # (a long read: SLEEP() is no read to the gateway's classifier)
+        "SQL": "SELECT SUM(a.seq * b.seq) AS hang_read_account "
+        "FROM seq_1_to_100000 a JOIN seq_1_to_100000 b"
+    }
+    token = f"Authorization: Bearer {reader}\r\n\r\n".encode()
+    sock.sendall(head(gw, "GET", "/db?" + quote(json.dumps(query)))[:-2] + token)
+    until(lambda: running(hang_db, "hang_read_account") == 1, 10, "the read running")
+    leave(sock, "close")
+    until(lambda: running(hang_db, "hang_read_account") == 0, GONE_WITHIN, "the read gone")
+    until(lambda: settled(gw, "db1"), GONE_WITHIN, "in-flight counts back to 0")
+    deadline = time.monotonic() + 2.5  # (past the connect timeout the old code marked it down)
+    while time.monotonic() < deadline:
+        assert gw.get("/ready").status == 200, gw.output()
+        time.sleep(0.1)
+    assert "marked down" not in gw.output()

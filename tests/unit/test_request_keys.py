@@ -156,3 +156,13 @@ def test_routes_ignore_unknown_keys_under_compat_original(
     assert status == 200 and answer == {"SERVER": "db1"}
     (request,) = executor.requests
     assert request.sql == "SELECT 1" and request.rollback_on_error is False
+
+
+def test_unknown_keys_are_shown_printable() -> None:
+    """Control characters, bidirectional overrides and line separators in an unknown key are
+    escaped in the message (it reaches journals and logs), never written raw."""
+    from gateway.request import unknown_keys_message
+
+    message = unknown_keys_message(["\x1b[31mX\nY\u202eZ\u2028"])
+    assert message.isprintable(), message
+    assert "\\u001b" in message and "\\u202e" in message and "\\u2028" in message

@@ -112,9 +112,19 @@ def test_a_statement_that_completed_late_is_answered() -> None:
     assert not timed_out(run, answer)
 
 
-@pytest.mark.parametrize("errno", [1969, 3024, 1317])
+@pytest.mark.parametrize("errno", [1969, 3024])
 def test_only_the_servers_interruption_is_a_time_out(errno: int) -> None:
     assert timed_out(Run(limit=1.0), Answer(error=SQLError(errno, "stopped")))
+
+
+def test_an_interrupted_query_is_a_time_out_only_after_our_kill() -> None:
+    """1317 "query execution was interrupted" is the gateway's time limit only when this run
+    sent the KILL; another's KILL (a DBA's) is answered as the SQL error it is."""
+    answer = Answer(error=SQLError(1317, "Query execution was interrupted"))
+    assert not timed_out(Run(limit=1.0), answer)
+    run = Run(limit=1.0)
+    run.killed = True
+    assert timed_out(run, answer)
 
 
 def test_an_aborted_sort_is_a_time_out_only_after_a_kill() -> None:

@@ -46,7 +46,7 @@ JQUERY_JSON = b"application/json, text/javascript, */*; q=0.01"
         (b"text/*", None, None, False),
         (b"application/xhtml+xml", None, None, True),
         (b"Text/HTML", None, None, True),
-        (b"text/html", b"empty", None, True),  # a fetch that asks for HTML first
+        (b"text/html", b"empty", None, False),  # a fetch asking for HTML first: no navigation
     ],
 )
 def test_prefers_page(
@@ -80,3 +80,15 @@ def test_add_vary_keeps_what_is_there_on_either_kind_of_request() -> None:
         else:
             value = (request.responseHeaders.getRawHeaders(b"vary") or [b""])[0]
         assert value == b"Origin, Accept, Sec-Fetch-Dest, X-Requested-With"
+
+
+def test_fetch_metadata_is_trusted_over_accept() -> None:
+    """A fetch() or an <img> that sends Accept: text/html first is still no navigation: with
+    Sec-Fetch-Dest present, only document (and iframe) get the page."""
+    from api.http import prefers_page
+
+    assert not prefers_page(b"text/html", b"empty", None)
+    assert not prefers_page(b"text/html,*/*", b"image", None)
+    assert prefers_page(b"*/*", b"document", None)
+    assert prefers_page(b"text/html", b"iframe", None)
+    assert prefers_page(b"text/html", None, None)  # (no Fetch Metadata: Accept decides)
