@@ -24,6 +24,7 @@ import orjson
 from api.render import CONTENT_TYPES
 from gateway.request import BOOL_KEYS, FORMATS, HELP, INFO_FLAGS, KEYS
 from gateway.results import ERROR_CLASSES
+from stats.core import ERROR_FIELDS, LOG_FIELDS
 
 #: The document as kept in the repository and served.
 DOCUMENT_PATH = Path(__file__).resolve().with_name("openapi.json")
@@ -697,14 +698,7 @@ def _schemas() -> dict[str, Any]:
                 "response_code": {"type": "integer"},
                 "time_toservice": {"type": "integer", "description": "microseconds"},
             },
-            "required": [
-                "bytes_sent",
-                "client_ip",
-                "request",
-                "request_time",
-                "response_code",
-                "time_toservice",
-            ],
+            "required": list(LOG_FIELDS),
             "additionalProperties": False,
         },
         "ErrorEntry": {
@@ -720,7 +714,7 @@ def _schemas() -> dict[str, Any]:
                     "body (POST), where the request line shows none",
                 },
             },
-            "required": ["client_ip", "error", "request", "request_time"],
+            "required": list(ERROR_FIELDS),
             "additionalProperties": False,
         },
         "Health": {

@@ -21,7 +21,6 @@ One browser for the module; the viewport is switched between the two sizes.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,34 +30,21 @@ from typing import Any
 
 import pytest
 
+# (the same browser, found and skipped for as test_browser does it: imported from there)
+from tests.integration.test_browser import (  # noqa: E402
+    ARTIFACTS,
+    CHROMEDRIVER,
+    CHROMIUM,
+    By,
+    Keys,
+    Select,
+    Service,
+    TimeoutException,
+    WebDriverWait,
+    webdriver,
+)
 from tests.servers import Gateway, MariaDB
 
-webdriver = pytest.importorskip(
-    "selenium.webdriver", reason="selenium is not installed (pip install selenium)"
-)
-
-
-def _binary(name: str) -> str | None:
-    return shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/lib/chromium")
-
-
-CHROMIUM = _binary("chromium")
-CHROMEDRIVER = _binary("chromedriver")
-if not CHROMIUM or not CHROMEDRIVER:
-    pytest.skip(
-        "chromium and chromedriver not found (./.ci/system-packages browser, or "
-        "apt-get install chromium chromium-driver)",
-        allow_module_level=True,
-    )
-
-from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
 #: The two viewports every check runs at: a phone held upright, and a desktop window.
 SIZES = {
     "phone": {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
@@ -623,7 +609,11 @@ def test_sql_errors_labelled_by_backend_kind(
         ("oracle", "SQL error 1064"),
         (None, "SQL error 1064"),
     ):
-        canned_answer: dict[str, Any] = {"MYSQL_ERRNO": 1064, "MYSQL_ERROR": "syntax", "SERVER": "x"}
+        canned_answer: dict[str, Any] = {
+            "MYSQL_ERRNO": 1064,
+            "MYSQL_ERROR": "syntax",
+            "SERVER": "x",
+        }
         if kind is not None:
             canned_answer["BACKEND_KIND"] = kind
         browser.execute_script(canned, canned_answer)

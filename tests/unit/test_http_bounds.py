@@ -161,13 +161,16 @@ class Answer:
 
 
 def parse(data: bytes) -> list[Answer]:
-    """HTTP answers (Content-Length or chunked framing) in ``data``, all of them whole."""
+    """HTTP answers (Content-Length or chunked framing) in ``data``, all of them whole (1xx
+    skipped)."""
     answers = []
     while data:
         head, sep, data = data.partition(b"\r\n\r\n")
         assert sep, f"an answer's head is cut: {head[:200]!r}"
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ")[1])
+        if 100 <= status < 200:
+            continue
         headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")

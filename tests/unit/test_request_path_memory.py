@@ -42,6 +42,8 @@ from gateway.results import Answer, ResultSet, SQLError
 from gateway.router import BackendStatus, Router
 from gateway.users import User
 from stats.core import GatewayStats
+from tests.unit.test_http_bounds import Answer as Reply
+from tests.unit.test_http_bounds import parse
 
 MAX_REQUEST = 4096
 HEADER_TIMEOUT = 10.0
@@ -152,50 +154,6 @@ class Transport(StringTransport):
         data = self.value()
         self.clear()
         return parse(data)
-
-
-class Reply:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def __repr__(self) -> str:
-        return f"Reply({self.status}, {self.body[:300]!r})"
-
-
-def parse(data: bytes) -> list[Reply]:
-    """The whole HTTP answers in ``data`` (Content-Length or chunked framing; 1xx skipped)."""
-    replies = []
-    while data:
-        head, sep, data = data.partition(b"\r\n\r\n")
-        assert sep, f"an answer's head is cut: {head[:200]!r}"
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        if 100 <= status < 200:
-            continue
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            length = int(headers["content-length"])
-            assert len(data) >= length, "an answer's body is cut"
-            body, data = data[:length], data[length:]
-        else:
-            assert headers.get("transfer-encoding") == "chunked", headers
-            body = b""
-            while True:
-                size_line, _, data = data.partition(b"\r\n")
-                size = int(size_line, 16)
-                body, data = body + data[:size], data[size + 2 :]
-                if size == 0:
-                    break
-        replies.append(Reply(status, headers, body))
-    return replies
 
 
 class Gateway:
