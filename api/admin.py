@@ -125,8 +125,11 @@ class AdminApp:
         authenticate: Callable[[Any], Deferred[Any]] | None = None,
         peers: Callable[[], Deferred[list[dict[str, Any]]]] | None = None,
         protect_monitoring: bool = True,
+        drain: Any = None,
     ) -> None:
         self.stats = stats
+        #: The stop phases (api.drain.Drain): /ready says 503 from the moment a stop begins.
+        self.drain = drain
         self.readiness = readiness
         self.shutdown = shutdown
         self.drain_timeout = drain_timeout
@@ -137,6 +140,8 @@ class AdminApp:
         self.protect_monitoring = protect_monitoring
         #: With several workers: gathers the other workers' exported statistics.
         self.peers = peers
+        #: Galera mode: the writer and each node's wsrep state, for /ready (None: not galera).
+        self.galera: Callable[[], dict[str, Any]] | None = None
 
     def _whole(self) -> Deferred[tuple[Figures, list[dict[str, Any]], list[dict[str, Any]]]]:
         """Figures and journals of the whole server (every worker)."""
@@ -222,13 +227,28 @@ class AdminApp:
 
     @app.route("/ready", methods=["GET"])
     def ready(self, request: Any) -> Deferred[bytes]:
-        """Readiness: at least one backend answers; 503 with Retry-After otherwise."""
+        """Readiness: at least one backend answers; 503 with Retry-After otherwise, and at
+        once from the moment a stop begins (``draining``: a load balancer takes this host
+        out while it still serves, api.drain)."""
+        if self.drain is not None and not self.drain.ready:
+            request.setHeader(b"Retry-After", b"1")
+            known = self.stats.figures().backend_live  # (the last states: no check waited for)
+            body = {
+                "ready": False,
+                "draining": True,
+                "phase": self.drain.phase,
+                "backends": {name: str(info.get("state")) for name, info in known.items()},
+            }
+            return succeed(json_answer(request, body, 503))
 
         def answer(states: dict[str, str]) -> bytes:
             ready = any(state == "up" for state in states.values())
             if not ready:
                 request.setHeader(b"Retry-After", b"1")
-            return json_answer(request, {"ready": ready, "backends": states}, 200 if ready else 503)
+            body: dict[str, Any] = {"ready": ready, "backends": states}
+            if self.galera is not None:  # (galera mode: each node's wsrep state, the writer)
+                body["galera"] = self.galera()
+            return json_answer(request, body, 200 if ready else 503)
 
         return self.readiness().addCallback(answer)
 

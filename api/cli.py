@@ -18,6 +18,8 @@ commands:
   grants    print the SQL that creates each MySQL backend's read-only account (SELECT and
             SHOW VIEW), for the read role: takes the backend options of serve
             (dbslayer grants --backend DSN [--read-user NAME] [--host HOST] | mariadb -uroot)
+  webhook   send one signed test event to a webhook receiver
+            (dbslayer webhook test URL [--secret-file FILE | --secret-env NAME])
 """
 
 
@@ -42,21 +44,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         from api.grants import main as grants_main
 
         return grants_main(rest)
+    if command == "webhook":
+        from api.webhook_cli import main as webhook_main
+
+        return webhook_main(rest)
     print(f"dbslayer: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 
 
+#: Flags whose value is a secret as a whole (shown as ``***``), and flags whose value is a
+#: webhook URL (shown as ``scheme://host:port/path``: its query string may hold a token).
+SECRET_FLAGS = ("--webhook-secret", "--secret")
+URL_FLAGS = ("--webhook",)
+
+
 def masked_arguments(args: Sequence[str]) -> list[str]:
-    """``args`` with the password in each URL (alone or as ``--flag=URL``) shown as ``***``."""
+    """``args`` with the password in each URL (alone or as ``--flag=URL``) shown as ``***``,
+    secret flags' values as ``***`` and webhook URLs in their shown form."""
     from conf.settings import mask_password
+    from conf.webhooks import has_secret_parts, shown_url
 
     masked = []
+    previous = ""
     for arg in args:
         flag, equals, value = arg.partition("=")
-        if arg.startswith("--") and equals:
+        if previous in SECRET_FLAGS:
+            masked.append("***")
+        elif previous in URL_FLAGS:
+            masked.append(shown_url(arg) if has_secret_parts(arg) else arg)
+        elif arg.startswith("--") and equals and flag in SECRET_FLAGS:
+            masked.append(flag + "=***")
+        elif arg.startswith("--") and equals and flag in URL_FLAGS:
+            masked.append(flag + "=" + (shown_url(value) if has_secret_parts(value) else value))
+        elif arg.startswith("--") and equals:
             masked.append(flag + equals + mask_password(value))
         else:
             masked.append(mask_password(arg))
+        previous = arg
     return masked
 
 
@@ -138,6 +162,9 @@ def serve(argv: Sequence[str]) -> int:
         argv = json.loads(passed)
     try:
         settings = load_settings(argv, os.environ)
+        from api.webhooks import wanted_names
+
+        wanted_names(settings.webhook_events)  # (the names are the event map's: checked here)
     except SettingError as e:
         print(f"dbslayer: {e}", file=sys.stderr)
         return 2
@@ -158,9 +185,9 @@ def serve(argv: Sequence[str]) -> int:
             print(f"dbslayer: {e}", file=sys.stderr)
             return 2
         admin = (settings.admin_host, settings.admin_port) if settings.admin_port else None
-        return run_master(
-            argv, workers, settings.host, settings.port, admin, settings.drain_timeout
-        )
+        # (each worker leaves for drain_delay, then drains: the master waits for both)
+        drain = settings.drain_delay + settings.drain_timeout
+        return run_master(argv, workers, settings.host, settings.port, admin, drain)
 
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import CannotListenError

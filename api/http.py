@@ -14,7 +14,8 @@ Both channels bound what a client can hold: a request head must arrive within
 pipelined request is answered only once the client has read most of the previous answer.
 
 The site also keeps the request lifecycle: each request's start time, the count of requests in
-flight (for a shutdown that drains them), a 503 for requests that arrive while draining, and a
+flight (for a shutdown that drains them), ``Connection: close`` on every answer while the
+gateway leaves a fleet (api.drain), a 503 for requests that arrive while draining, and a
 hook called when a request is finished or refused (statistics and the access log).
 
 A site given ``fast_handlers`` (the main port's) builds :class:`api.fastpath.FastChannel`s,
@@ -545,6 +546,9 @@ class GatewaySite(Site):
         self.body_budget = body_budget if body_budget is not None else BodyBudget()
         self.clock = clock
         self.draining = False
+        #: Leaving a fleet (api.drain): every answer says ``Connection: close``, so that
+        #: clients and load balancers reconnect elsewhere; requests are still served.
+        self.leaving = False
         #: Called with each finished request (statistics, access log).
         self.on_finished: Callable[[GatewayRequest], None] | None = None
         #: Called with (channel, status, message) when the channel refuses a request.
@@ -599,6 +603,8 @@ class GatewaySite(Site):
                     request.setHeader(name, value)
         if self.draining:
             return DRAINING
+        if self.leaving:
+            request.setHeader(b"Connection", b"close")
         if self.in_flight >= self.max_in_flight and is_dbslayer_path(request.path):
             return EarlyReply(
                 503,

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from api.render import CONTENT_TYPES
+from gateway.position import GTID_LIST_PATTERN
 from gateway.request import BOOL_KEYS, FORMATS, HELP, INFO_FLAGS, KEYS
 from gateway.results import ERROR_CLASSES
 from stats.core import ERROR_FIELDS, LOG_FIELDS
@@ -65,6 +66,7 @@ _KEY_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "TIMEOUT": {"type": ["number", "null"], "exclusiveMinimum": 0},
     "CACHE": {"type": ["number", "null"], "minimum": 0},
+    "AFTER": {"type": ["string", "null"], "pattern": GTID_LIST_PATTERN},
     **{key: _NULLABLE_BOOLEAN for key in BOOL_KEYS},
 }
 
@@ -73,6 +75,7 @@ _FORM_NOTES = {
     "PARAMS": "JSON text of an array or an object",
     "TIMEOUT": "a number (milliseconds)",
     "CACHE": "a number (seconds)",
+    "AFTER": "a GTID position; empty: none",
     **{key: "true/1/on/yes or false/0/off/no/empty" for key in BOOL_KEYS},
 }
 
@@ -284,6 +287,7 @@ _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "PARAMS": {"type": "string"},
     "TIMEOUT": {"type": "string", "pattern": r"^(0*[1-9][0-9]{0,8}(\.[0-9]{1,3})?)?$"},
     "CACHE": {"type": "string", "pattern": r"^([0-9]{1,9}(\.[0-9]{1,3})?)?$"},
+    "AFTER": {"type": "string", "pattern": rf"^[ \t]*({GTID_LIST_PATTERN[1:-1]})?[ \t]*$"},
     **{key: {"enum": _FORM_FLAGS} for key in BOOL_KEYS},
 }
 
@@ -595,6 +599,12 @@ def _schemas() -> dict[str, Any]:
             "const": True,
             "description": "the statements left a transaction open: it was rolled back",
         },
+        "GTID": {
+            "type": "string",
+            "pattern": GTID_LIST_PATTERN,
+            "description": "the statements wrote: the server's position after them (MariaDB "
+            "last_gtid); send it back as AFTER to read your writes",
+        },
         **{
             key: {**_INFO_ANSWERS[key], "description": HELP[key].split(": out", 1)[-1].strip()}
             for key in INFO_FLAGS
@@ -673,6 +683,11 @@ def _schemas() -> dict[str, Any]:
                 "start_time": {"type": "integer"},
                 "total_requests": {"type": "integer"},
                 "uptime_seconds": {"type": "integer"},
+                "instance": {
+                    "type": "string",
+                    "description": "this host's name in a fleet (--instance, default "
+                    "<hostname>:<port>); the figures are this host's (every worker)",
+                },
                 "qps": {"type": "object", "additionalProperties": {"type": "number"}},
                 "latency_ms": {"type": "object"},
                 "requests_by_status": {
@@ -731,6 +746,31 @@ def _schemas() -> dict[str, Any]:
                     "type": "object",
                     "description": "each backend's state",
                     "additionalProperties": {"type": "string"},
+                },
+                "draining": {
+                    "type": "boolean",
+                    "description": "present (true) from the moment the gateway stops (SIGTERM, "
+                    "/shutdown): 503 while it still serves for --drain-delay, so a load "
+                    "balancer takes it out first; backends then shows the last known states",
+                },
+                "phase": {
+                    "type": "string",
+                    "enum": ["leaving", "draining", "stopped"],
+                    "description": "with draining: leaving (still serving), draining "
+                    "(listeners closed, requests in flight finishing)",
+                },
+                "galera": {
+                    "type": "object",
+                    "description": "galera mode only: the node taking the writes (null: none "
+                    "may now) and each node's wsrep state (null: unknown)",
+                    "properties": {
+                        "writer": {"type": ["string", "null"]},
+                        "nodes": {
+                            "type": "object",
+                            "additionalProperties": {"type": ["object", "null"]},
+                        },
+                    },
+                    "required": ["writer", "nodes"],
                 },
             },
             "required": ["ready", "backends"],

@@ -1,12 +1,15 @@
 """Service assembly: the gateway as a Twisted ``MultiService`` (used by ``dbslayer serve``,
 the twistd plugin and ``conf/dbslayer.tac``).
 
-Stopping (``/shutdown``, SIGTERM, twistd) drains: new requests get 503, the listeners close,
-requests in flight finish (bounded by ``drain_timeout``), then the pools close.
+Stopping (``/shutdown``, SIGTERM, twistd) drains: for ``drain_delay`` seconds the gateway
+leaves its fleet (``/ready`` 503, every answer ``Connection: close``, still serving: api.drain),
+then new requests get 503, the listeners close, requests in flight finish (bounded by
+``drain_timeout``), then the pools close.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from typing import IO, Any
@@ -21,10 +24,19 @@ from twisted.web.server import NOT_DONE_YET
 from api.admin import ADMIN_SEGMENTS, AdminApp, is_loopback_peer, readable_without_credentials
 from api.app import GatewayApp
 from api.browser import BrowserGuard
+from api.drain import Drain
 from api.fastpath import dispatch
+from api.fleet import gateway_version, instance_name
 from api.http import BodyBudget, GatewaySite, authorization, json_error
 from api.observe import RequestRecorder
 from api.peers import PeerStats
+from api.webhooks import (
+    event_hub,
+    health_reporter,
+    slow_reporter,
+    writer_reporter,
+    wsrep_reporter,
+)
 from api.workers import BACKLOG, WorkerContext, stop_reactor
 from conf.settings import BackendSpec, Settings
 from gateway.auth import Authenticator
@@ -33,6 +45,7 @@ from gateway.cache import AnswerCache, MemoryCache, RedisCache, check_redis_memo
 from gateway.demo import ensure_demo_database
 from gateway.executor import Executor
 from gateway.fairness import InFlightPerUser, user_limit
+from gateway.galera import galera_report
 from gateway.health import HealthChecks, HealthPolicy, HealthTracker
 from gateway.redis import RedisClient, RedisService, RedisUnavailable
 from gateway.router import BackendStatus, Router
@@ -161,6 +174,7 @@ class GatewayService(MultiService):
         drain_timeout: float,
         reactor: Any,
         access_log: IO[str] | None,
+        drain: Drain | None = None,
     ) -> None:
         super().__init__()
         self.executor = executor
@@ -168,11 +182,18 @@ class GatewayService(MultiService):
         self.drain_timeout = drain_timeout
         self.reactor = reactor
         self.access_log = access_log
+        self.drain = drain if drain is not None else Drain(reactor, 0, sites)
 
     @inlineCallbacks
     def stopService(self) -> Any:
-        for site in self.sites:
-            site.draining = True
+        if self.drain.delay > 0:
+            log.info(
+                "dbslayer leaving: /ready answers 503 and answers close their connections; "
+                "still serving for {t} s",
+                t=self.drain.delay,
+            )
+        yield self.drain.leave()
+        self.drain.stop_accepting()
         in_flight = sum(site.in_flight for site in self.sites)
         log.info(
             "dbslayer stopping: {n} request(s) in flight, waiting up to {t} s",
@@ -196,6 +217,7 @@ class GatewayService(MultiService):
         self.executor.close()
         if self.access_log is not None and self.access_log is not sys.stdout:
             self.access_log.close()
+        self.drain.stopped()
         log.info("dbslayer stopped")
 
 
@@ -229,6 +251,7 @@ def make_service(
             pool_min=settings.pool_min,
             pool_max=settings.pool_max,
             reactor_lane=settings.reactor_lane,
+            galera=mode == "galera",
         )
         for spec in specs
     ]
@@ -243,13 +266,28 @@ def make_service(
     peers = PeerStats(worker.run_dir, stats, reactor) if worker is not None else None
     statuses = [BackendStatus(spec.name, role=spec.role, weight=spec.weight) for spec in specs]
     router = Router(statuses, mode)
+    events, event_services = event_hub(
+        settings, reactor, stats, worker.slot if worker is not None else None, os.environ
+    )
+    backend_events = health_reporter(events, router.status)
+
+    def health_changed(name: str, old: str, new: str) -> None:
+        stats.record_state_change(name, new, old)
+        backend_events(name, old, new)
+
     health = HealthChecks(
         reactor,
         {s.name: HealthTracker(s, _health_policy(settings)) for s in statuses},
         {b.name: b.probe for b in backends},
         _health_policy(settings),
-        on_change=lambda name, old, new: stats.record_state_change(name, new, old),
+        on_change=health_changed,
     )
+    if hasattr(health, "on_wsrep_change"):  # (Galera mode's checks)
+        health.on_wsrep_change = wsrep_reporter(events)
+    if hasattr(router, "on_writer_change"):
+        router.on_writer_change = writer_reporter(events)
+    if mode == "galera":
+        health.on_checked = lambda name: _rechoose_writer(router)
     redis = users_redis = None
     if settings.redis_url:
 
@@ -317,6 +355,10 @@ def make_service(
         ),
     )
     stats.backend_info = executor.backend_info
+    executor.gtid_wait = settings.gtid_wait_ms / 1000  # (read your writes: gateway.position)
+    if settings.slow_statement_ms:
+        executor.slow_seconds = settings.slow_statement_ms / 1000
+        executor.on_slow = slow_reporter(events, settings.slow_statement_ms)
 
     access_log = _open_access_log(settings.access_log)
     recorder = RequestRecorder(stats, reactor, access_log)
@@ -348,6 +390,7 @@ def make_service(
         def admin_user(request: Any) -> Deferred[Any]:
             return checker.authenticate(authorization(request))
 
+    drain = Drain(reactor, settings.drain_delay, sites)
     admin = AdminApp(
         stats,
         readiness,
@@ -356,7 +399,10 @@ def make_service(
         admin_user,
         peers=peers.gather if peers is not None else None,
         protect_monitoring=settings.protect_admin,
+        drain=drain,
     )
+    if mode == "galera":
+        admin.galera = lambda: galera_report(router.statuses.values(), router.writer)
     stats.in_flight = lambda: sum(site.db_in_flight for site in sites)  # (not /stats itself)
 
     body_budget = BodyBudget(settings.max_body_memory)  # (shared by the main and admin ports)
@@ -379,9 +425,10 @@ def make_service(
         sites.append(site)
         return site
 
-    top = GatewayService(executor, sites, settings.drain_timeout, reactor, access_log)
+    top = GatewayService(executor, sites, settings.drain_timeout, reactor, access_log, drain)
     health.setName("health")
     health.setServiceParent(top)
+    event_services.setServiceParent(top)
     if peers is not None:
         peers.setServiceParent(top)
     for name, client in (("redis", redis), ("redis-users", users_redis)):
@@ -398,9 +445,13 @@ def make_service(
     inherited = worker.fds if worker is not None else {}
     main_site = site_for(main, settings.host)
     main_site.fast_handlers = dict(main.direct)
-    HTTPService(
+    main_service = HTTPService(
         "http", main_site, settings.host, settings.port, reactor, fd=inherited.get("http")
-    ).setServiceParent(top)
+    )
+    main_service.setServiceParent(top)
+    # (the port it listens on: with --port 0 known once listening)
+    stats.instance = lambda: instance_name(settings.instance, main_service.port)
+    stats.version = gateway_version()
     if settings.admin_port:
         HTTPService(
             "admin",
@@ -434,6 +485,14 @@ def make_service(
     return top
 
 
+def _rechoose_writer(router: Router) -> None:
+    """Galera mode, after each health result: the router re-chooses its writer (logged)."""
+    old = router.writer
+    new = router.refresh()
+    if new != old:
+        log.info("galera: the writer is now {new} (was {old})", new=new, old=old)
+
+
 def _health_policy(settings: Settings) -> HealthPolicy:
     return HealthPolicy(
         interval=settings.health_interval,
@@ -443,6 +502,9 @@ def _health_policy(settings: Settings) -> HealthPolicy:
         confirm_interval=min(0.5, settings.health_interval / 4),
         timeout=settings.connect_timeout + 1,
         max_lag=float(settings.max_replica_lag) if settings.max_replica_lag else None,
+        # (auto never picks galera: the setting says it)
+        galera=settings.mode == "galera",
+        galera_donor_reads=settings.galera_donor_reads,
     )
 
 

@@ -49,6 +49,9 @@ START_ENV = "DBSLAYER_WORKER_START"
 ARGV_ENV = "DBSLAYER_WORKER_ARGV"
 #: The inherited listening sockets: ``name:fd`` pairs, comma-separated (``http:3,admin:4``).
 LISTEN_FDS_ENV = "DBSLAYER_WORKER_FDS"
+#: The worker's slot, 0 to workers - 1 (a replacement takes the slot of the worker it
+#: replaces): slot 0 sends the events every worker finds (api.webhooks).
+SLOT_ENV = "DBSLAYER_WORKER_SLOT"
 #: Connections the kernel queues on a listening socket before the workers accept them (the
 #: kernel caps it at ``net.core.somaxconn``).
 BACKLOG = 1024
@@ -67,6 +70,8 @@ class WorkerContext:
     #: Listening socket descriptors inherited from the master, by service name (``http``,
     #: ``admin``).
     fds: Mapping[str, int] = attrs.field(factory=dict)
+    #: This worker's slot (0 to workers - 1).
+    slot: int = 0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerContext | None:
@@ -77,7 +82,12 @@ class WorkerContext:
         for pair in filter(None, environ.get(LISTEN_FDS_ENV, "").split(",")):
             name, _, fd = pair.partition(":")
             fds[name] = int(fd)
-        return cls(run_dir=run_dir, start=float(environ.get(START_ENV) or time.time()), fds=fds)
+        return cls(
+            run_dir=run_dir,
+            start=float(environ.get(START_ENV) or time.time()),
+            fds=fds,
+            slot=int(environ.get(SLOT_ENV) or 0),
+        )
 
     def stop_server(self) -> None:
         """Ask the master to stop every worker (it forwards SIGTERM to all, this one too)."""
@@ -377,6 +387,7 @@ def run_master(
         if admin_sock is not None:
             fds["admin"] = admin_sock.fileno()
         slot_env = dict(env, **{LISTEN_FDS_ENV: ",".join(f"{k}:{v}" for k, v in fds.items())})
+        slot_env[SLOT_ENV] = str(slot)
         return subprocess.Popen(
             command, env=slot_env, pass_fds=tuple(fds.values()), preexec_fn=_ignore_sigint
         )

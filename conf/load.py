@@ -27,6 +27,7 @@ from conf.settings import (
     env_var,
     iter_settings,
 )
+from conf.webhooks import webhook_secret
 
 __all__ = [
     "BackendSpec",
@@ -46,6 +47,7 @@ INTERNAL_ENV = (
     "DBSLAYER_WORKER_START",
     "DBSLAYER_WORKER_ARGV",
     "DBSLAYER_WORKER_FDS",
+    "DBSLAYER_WORKER_SLOT",
 )
 
 
@@ -67,8 +69,10 @@ def build_parser(prog: str = "dbslayer serve") -> argparse.ArgumentParser:
         if shown is None:
             shown = str(attribute.default) if attribute.default != "" else "none"
         help_text = f"{meta.help} (default: {shown})".replace("%", "%%")
-        metavar = {"list": "DSN", "float": "SECONDS", "int": "N"}.get(meta.kind, name.upper())
-        action = "append" if meta.kind == "list" else "store"
+        metavar = {"list": "DSN", "urls": "URL", "float": "SECONDS", "int": "N"}.get(
+            meta.kind, name.upper()
+        )
+        action = "append" if meta.kind in ("list", "urls") else "store"
         if meta.kind == "bool":  # "--auth" alone means true; "--auth false" works too
             parser.add_argument(
                 meta.flag, dest=name, nargs="?", const="true", metavar="true|false", help=help_text
@@ -117,12 +121,13 @@ def load_settings(
             values[name], sources[name] = meta.from_text(text), env_var(name)
     for name, given in args.items():
         meta = metas[name]
-        values[name] = tuple(given) if meta.kind == "list" else meta.from_text(given)
+        values[name] = tuple(given) if meta.kind in ("list", "urls") else meta.from_text(given)
         sources[name] = meta.flag
 
     try:
         settings = Settings(**values)
         settings.resolve_backends(require_read_accounts=require_read_accounts, environ=environ)
+        webhook_secret(settings, environ)  # (read now: a bad file stops start-up)
     except SettingError as err:
         raise err.with_source(_describe_source(err, sources)) from None
     return settings
@@ -176,6 +181,8 @@ def environment_warnings(environ: Mapping[str, str], settings: Settings | None =
     known = {*settings_vars, *INTERNAL_ENV}
     if settings is not None:
         known.update(_password_variables(settings))
+        if settings.webhook_secret_env:
+            known.add(settings.webhook_secret_env)
     warnings = []
     for var in sorted(environ):
         if not var.startswith(ENV_PREFIX) or var in known or not environ[var]:

@@ -17,8 +17,8 @@ from typing import Any
 
 import attrs
 
-SECTIONS = ("server", "admin", "stats", "database", "health", "redis", "auth", "cache")
-MODES = ("auto", "pool", "primary-replica", "named")
+SECTIONS = ("server", "admin", "stats", "database", "health", "redis", "auth", "cache", "webhooks")
+MODES = ("auto", "pool", "primary-replica", "named", "galera")
 ENV_PREFIX = "DBSLAYER_"
 _META = "dbslayer"
 
@@ -99,6 +99,7 @@ class SettingMeta:
     flag: str
     help: str
     kind: str = "str"  # str | choice | groups | path | int | float | list | bool | hosts | origins
+    # | urls (webhook URLs) | fraction (0 to 1) | events (event names)
     low: int | None = None
     high: int | None = None
     shown_default: str | None = None
@@ -110,6 +111,12 @@ class SettingMeta:
         if self.kind == "list":
             ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
             return None if ok else f"must be a list of DSN strings, got {_describe(value)}"
+        if self.kind == "urls":
+            return _urls_problem(value)
+        if self.kind == "fraction":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and 0 <= value <= 1  # type: ignore[arg-type,operator]
+            return None if ok else f"must be a fraction from 0 to 1 (0 = off), got {value!r}"
         if self.kind in _NAME_LISTS:
             return _name_list_problem(self.kind, value)
         if self.kind == "int":
@@ -148,7 +155,7 @@ class SettingMeta:
         A value left as a string is then rejected by :meth:`problem`, so the
         error message is the same whatever the source.
         """
-        if self.kind == "list":
+        if self.kind in ("list", "urls"):
             return tuple(text.split())
         if self.kind in _NAME_LISTS:
             return tuple(part for part in re.split(r"[\s,]+", text) if part)
@@ -161,7 +168,7 @@ class SettingMeta:
             if lowered in ("false", "0", "no", "off"):
                 return False
             return text
-        if self.kind == "float":
+        if self.kind in ("float", "fraction"):
             try:
                 return float(text)
             except ValueError:
@@ -170,17 +177,18 @@ class SettingMeta:
 
     def from_toml(self, value: object) -> object:
         """Normalise a TOML value (list to tuple, integer to float for seconds)."""
-        if self.kind == "list" and isinstance(value, list):
+        if self.kind in ("list", "urls") and isinstance(value, list):
             return tuple(value)
         if self.kind in _NAME_LISTS and isinstance(value, (list, str)):
             return self.from_text(value) if isinstance(value, str) else tuple(value)
-        if self.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+        if self.kind in ("float", "fraction") and isinstance(value, int):
+            return value if isinstance(value, bool) else float(value)
         return value
 
 
 #: Kinds of the settings that are lists of names (comma- or space-separated as text).
-_NAME_LISTS = ("hosts", "origins")
+_NAME_LISTS = ("hosts", "origins", "events")
+_EVENT_NAME = re.compile(r"\*|[a-z][a-z0-9_]*(\.[a-z0-9_*]+)*")
 _HOST_NAME = re.compile(r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
 _ORIGIN = re.compile(r"(?i)https?://(\[[0-9a-f:.]+\]|[a-z0-9_-]+(\.[a-z0-9_-]+)*)(:\d{1,5})?/?")
 
@@ -203,12 +211,37 @@ def _name_list_problem(kind: str, value: object) -> str | None:
                     "must list host names or IP addresses without a port or scheme (like "
                     f"gw.example.com, .example.com for a domain, 10.0.0.5, or *), got {entry!r}"
                 )
+        elif kind == "events":
+            if _EVENT_NAME.fullmatch(entry) is None:
+                return (
+                    "must list event names like backend.down or statement.slow (or * for "
+                    f"all), got {entry!r}"
+                )
         elif _ORIGIN.fullmatch(entry) is None:
             return (
                 "must list origins as scheme://host[:port] with the scheme http or https and "
                 f"no path (like https://app.example.com), got {entry!r}"
             )
     return None
+
+
+def _urls_problem(value: object) -> str | None:
+    """Why ``value`` is not a list of webhook URLs (the message shows no URL's secret parts)."""
+    from conf.webhooks import url_problem  # (conf.webhooks imports this module)
+
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        return f"must be a list of http:// or https:// URLs, got {_describe(value)}"
+    for index, url in enumerate(value):
+        problem = url_problem(url)
+        if problem is not None:
+            return f"URL {index + 1} {problem}"
+    return None
+
+
+def _repr_urls(value: object) -> str:
+    from conf.webhooks import urls_repr
+
+    return urls_repr(value)
 
 
 def _validate(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -435,6 +468,26 @@ class Settings:
         "seconds a shutdown waits for requests in flight before closing",
         kind="float",
     )
+    drain_delay: int = _setting(
+        0,
+        "server",
+        "--drain-delay",
+        "seconds a shutdown (SIGTERM, /shutdown) keeps serving before it stops accepting: "
+        "/ready answers 503 at once and every answer closes its connection, so a load "
+        "balancer takes this host out first; set it above the balancer's check interval "
+        "times fall. 0 = stop accepting at once",
+        kind="int",
+        low=0,
+        high=3600,
+    )
+    instance: str = _setting(
+        "",
+        "server",
+        "--instance",
+        "this gateway's name in /stats and in /metrics (dbslayer_instance_info), telling "
+        "the hosts of a fleet apart",
+        shown_default="<hostname>:<port>",
+    )
     access_log: str = _setting(
         "",
         "server",
@@ -492,7 +545,8 @@ class Settings:
         "auto",
         "database",
         "--mode",
-        "how backends are used: auto, pool, primary-replica or named",
+        "how backends are used: auto, pool, primary-replica, named or galera (the nodes of a "
+        "Galera cluster: one writer, reads on synced nodes)",
         kind="choice",
         choices=MODES,
     )
@@ -543,6 +597,16 @@ class Settings:
         "--max-statement-time",
         "seconds a statement may run; enforced on the server and by KILL QUERY (504 past it)",
         kind="float",
+    )
+    gtid_wait_ms: int = _setting(
+        1000,
+        "database",
+        "--gtid-wait-ms",
+        "milliseconds a read with AFTER waits for a replica to apply that position before it "
+        "goes to the primary (MASTER_GTID_WAIT); 0 = do not wait",
+        kind="int",
+        low=0,
+        high=600000,
     )
     pool_min: int = _setting(
         1,
@@ -610,6 +674,14 @@ class Settings:
         "--health-max-backoff",
         "longest pause between checks of a dead backend (backoff doubles up to it)",
         kind="float",
+    )
+    galera_donor_reads: bool = _setting(
+        False,
+        "health",
+        "--galera-donor-reads",
+        "galera mode: a donor or desynced node (wsrep_local_state 2) still takes reads, never "
+        "writes (true/false)",
+        kind="bool",
     )
     max_replica_lag: int = _setting(
         0,
@@ -727,6 +799,135 @@ class Settings:
         low=0,
         key="redis_bytes",
     )
+    webhooks: tuple[str, ...] = _setting(
+        (),
+        "webhooks",
+        "--webhook",
+        "URL (http:// or https://) that gateway events are POSTed to as signed JSON; repeat "
+        "for more. Shown as scheme://host:port/path only (a query string may hold a token)",
+        kind="urls",
+        key="urls",
+        repr=_repr_urls,
+        shown_default="none",
+    )
+    webhook_secret: str = _setting(
+        "",
+        "webhooks",
+        "--webhook-secret",
+        "secret the webhook bodies are signed with (X-Dbslayer-Signature: sha256=HMAC); "
+        "better kept in --webhook-secret-file or --webhook-secret-env",
+        key="secret",
+        repr=False,
+        shown_default="none",
+    )
+    webhook_secret_file: str = _setting(
+        "",
+        "webhooks",
+        "--webhook-secret-file",
+        "file holding the webhook secret on one line (mode 600 or 400)",
+        key="secret_file",
+        shown_default="none",
+    )
+    webhook_secret_env: str = _setting(
+        "",
+        "webhooks",
+        "--webhook-secret-env",
+        "environment variable holding the webhook secret",
+        key="secret_env",
+        shown_default="none",
+    )
+    webhook_events: tuple[str, ...] = _setting(
+        ("*",),
+        "webhooks",
+        "--webhook-events",
+        "events sent to the webhooks (comma-separated: backend.down, backend.up, "
+        "writer.changed, node.left_primary, node.joined_primary, errors.rate, "
+        "statement.slow), or * for all",
+        kind="events",
+        key="events",
+        shown_default="*",
+    )
+    webhook_queue: int = _setting(
+        1000,
+        "webhooks",
+        "--webhook-queue",
+        "events waiting per webhook URL; past it the oldest is dropped (counted)",
+        kind="int",
+        low=1,
+        high=1000000,
+        key="queue",
+    )
+    webhook_attempts: int = _setting(
+        5,
+        "webhooks",
+        "--webhook-attempts",
+        "tries of one delivery (connect errors, timeouts, 5xx, 408, 429 are tried again) "
+        "before it is dropped (counted)",
+        kind="int",
+        low=1,
+        high=100,
+        key="attempts",
+    )
+    webhook_timeout: float = _setting(
+        5.0,
+        "webhooks",
+        "--webhook-timeout",
+        "seconds one delivery attempt may take (connecting included)",
+        kind="float",
+        key="timeout",
+    )
+    webhook_backoff: float = _setting(
+        0.5,
+        "webhooks",
+        "--webhook-backoff",
+        "seconds before the first retry of a delivery; doubles with each retry (with jitter)",
+        kind="float",
+        key="backoff",
+    )
+    webhook_max_backoff: float = _setting(
+        30.0,
+        "webhooks",
+        "--webhook-max-backoff",
+        "longest pause between tries of a delivery (a receiver's Retry-After included)",
+        kind="float",
+        key="max_backoff",
+    )
+    slow_statement_ms: int = _setting(
+        0,
+        "webhooks",
+        "--slow-statement-ms",
+        "a request whose statements run longer than this many milliseconds on a backend "
+        "sends the event statement.slow (0 = off)",
+        kind="int",
+        low=0,
+        key="slow_statement_ms",
+    )
+    error_rate_threshold: float = _setting(
+        0.0,
+        "webhooks",
+        "--error-rate-threshold",
+        "fraction of /db requests answered with status 5xx over --error-rate-window that "
+        "sends the event errors.rate (again when it falls under half of it); 0 = off",
+        kind="fraction",
+        key="error_rate_threshold",
+    )
+    error_rate_window: float = _setting(
+        60.0,
+        "webhooks",
+        "--error-rate-window",
+        "seconds over which the error rate is measured",
+        kind="float",
+        key="error_rate_window",
+    )
+    error_rate_min_requests: int = _setting(
+        20,
+        "webhooks",
+        "--error-rate-min-requests",
+        "fewest requests in the window for the error rate to count",
+        kind="int",
+        low=1,
+        key="error_rate_min_requests",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.max_body_memory < self.max_request_bytes:
@@ -762,6 +963,22 @@ class Settings:
                 "pool_min",
                 f"must not exceed pool_max ({self.pool_max}), got {self.pool_min}",
                 related=("pool_max",),
+            )
+        if self.webhooks and not (
+            self.webhook_secret or self.webhook_secret_file or self.webhook_secret_env
+        ):
+            raise SettingError(
+                "webhooks",
+                "need a secret to sign the deliveries with: set webhook_secret_file (a file "
+                "of mode 600), webhook_secret_env (a variable's name) or webhook_secret",
+                related=("webhook_secret_file", "webhook_secret_env", "webhook_secret"),
+            )
+        if self.webhook_backoff > self.webhook_max_backoff:
+            raise SettingError(
+                "webhook_backoff",
+                f"must not exceed webhook_max_backoff ({self.webhook_max_backoff}), got "
+                f"{self.webhook_backoff}",
+                related=("webhook_max_backoff",),
             )
 
     def resolve_backends(
@@ -873,6 +1090,10 @@ class Settings:
     def _mode_for(self, specs: list[BackendSpec]) -> str:
         has_roles = any(spec.role for spec in specs)
         mode = self.mode
+        # auto never picks galera: it decides from the configuration alone, before any server
+        # is reached, and a Galera node's DSN looks like any MariaDB's. Guessing from the
+        # first health check instead would change the write rule of a running gateway (from
+        # writing everywhere to one writer) on a fact that one check of one node saw.
         if mode == "auto":
             mode = "named" if self.named else "primary-replica" if has_roles else "pool"
         if self.named and mode != "named":
@@ -887,6 +1108,22 @@ class Settings:
                 "'named' needs backends to name: set named (with mysql_config) or backends",
                 related=("named", "backends"),
             )
+        if mode == "galera":
+            if not specs:
+                raise SettingError(
+                    "mode",
+                    "'galera' needs the cluster's nodes as backends: set backends (or servers "
+                    "with mysql_config)",
+                    related=("backends", "servers"),
+                )
+            sqlite = [spec.name for spec in specs if spec.driver != "mysql"]
+            if sqlite:
+                raise SettingError(
+                    "backends",
+                    f"galera mode takes MariaDB Galera nodes only, not {', '.join(sqlite)} "
+                    "(SQLite)",
+                    related=("mode",),
+                )
         if has_roles and mode != "primary-replica":
             raise SettingError(
                 "backends",

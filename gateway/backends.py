@@ -34,6 +34,15 @@ from twisted.internet.defer import Deferred, succeed
 
 from conf.settings import BackendSpec
 from gateway.health import CheckResult
+from gateway.position import (
+    GTID_TRACKING,
+    SESSION_TRACK_TYPES,
+    BadPosition,
+    covers,
+    merge,
+    read_tracked,
+    wait_statement,
+)
 from gateway.request import Request
 from gateway.results import (
     Answer,
@@ -237,6 +246,9 @@ class Run:
         "killing",
         "read_account",
         "kill_answered",
+        "after",
+        "after_wait",
+        "causal",
     )
 
     def __init__(
@@ -278,6 +290,13 @@ class Run:
         #: True once the request's HTTP client went away: the statements are being stopped
         #: (the executor's KILL), and a statement not sent yet is not sent.
         self.cancelled = False
+        #: Read your writes (gateway.position): the position (AFTER) this backend must have
+        #: applied before the statements run, checked and waited for up to ``after_wait``
+        #: seconds (PositionNotReached past it); None: no check. ``causal``: run with Galera's
+        #: causal reads (wsrep_sync_wait) instead. Either sends the run to a pool thread.
+        self.after: str | None = None
+        self.after_wait = 0.0
+        self.causal = False
 
     def not_sent_if_cancelled(self, server: str) -> None:
         """Raise ClientGone (nothing ran) when the client went away before the statements
@@ -294,6 +313,14 @@ class Run:
             errno=errno or 1969,
             server=server,
         )
+
+
+class PositionNotReached(GatewayError):
+    """The backend has not applied the request's AFTER position (and did not within the wait):
+    nothing was run there; the executor tries the next candidate (HTTP 503 when none is
+    left)."""
+
+    status = 503
 
 
 class ParamsMismatch(GatewayError):
@@ -732,6 +759,16 @@ def may_leave_state(request: Request) -> bool:
     return facts is not None and facts.session
 
 
+def _ends_with_ok(request: Request, answer: Answer) -> bool:
+    """The connection's last packet is the OK packet of the request's last statement (or of
+    its ROLLBACK_ON_ERROR commit): its tracker entries are the request's, as its status is. (A
+    result set ends with an EOF packet, which carries none; after an error or an info flag,
+    not known.)"""
+    if request.info or answer.error is not None or not answer.results:
+        return False
+    return request.rollback_on_error or isinstance(answer.results[-1], Update)
+
+
 def run_sink_wanted(run: Run, answer: Answer) -> bool:
     """Stream this result set? Only where the executor gave the run a sink (it does so for
     single-statement answers that are not cached) and the row limit allows a big answer."""
@@ -760,10 +797,13 @@ class MySQLBackend:
         pool_min: int,
         pool_max: int,
         reactor_lane: bool = True,
+        galera: bool = False,
     ) -> None:
         self.name = spec.name
         self.spec = spec
         self.reactor = reactor
+        #: Galera mode: the health check reads the node's wsrep state (gateway.galera).
+        self.galera = galera
         self.session = NativeSession()
         kwargs: dict[str, Any] = {
             "user": spec.user,
@@ -908,8 +948,10 @@ class MySQLBackend:
         conn._dbslayer_read_account = read_account
         conn._dbslayer_limit = UNSET
         conn._dbslayer_read_only = None
+        # MariaDB reports the position after each write (last_gtid, gateway.position).
+        keep = (GTID_TRACKING,) if mysql_kind(conn) == "mariadb" else ()
         try:
-            conn.query(setup_statement(self.spec.charset))
+            conn.query(setup_statement(self.spec.charset, keep))
         except MySQLdb.OperationalError as e:
             if _mysql_errno(e) != 1193:  # (unknown variable: a server without tracking)
                 raise
@@ -935,6 +977,8 @@ class MySQLBackend:
                 conn.close()
 
     def _probe(self, conn: Any) -> CheckResult:
+        if self.galera:
+            return self._probe_galera(conn)
         cursor = conn.cursor()
         try:
             cursor.execute("SELECT @@global.read_only")
@@ -958,6 +1002,32 @@ class MySQLBackend:
             )
         finally:
             cursor.close()
+
+    def _probe_galera(self, conn: Any) -> CheckResult:
+        """Galera mode's check: read_only, wsrep_on and the wsrep status in one round trip
+        (SHOW only: a node outside the primary component answers those, and refuses the rest).
+        A server that does not know wsrep_on (MySQL) is no Galera node either."""
+        import MySQLdb
+
+        from gateway.galera import PROBE_SQL, parse_wsrep, read_only_of
+
+        cursor = conn.cursor()
+        try:
+            cursor.execute(PROBE_SQL)
+            variables = cursor.fetchall()
+            status = cursor.fetchall() if cursor.nextset() else ()
+        except MySQLdb.Error as e:
+            errno = _mysql_errno(e)
+            if is_client_errno(errno):
+                raise
+            # The server answered but not with its wsrep state: out at once (ok, no facts).
+            message = e.args[1] if len(e.args) > 1 else str(e)
+            return CheckResult(ok=True, errno=errno, error=f"wsrep state unreadable ({message})")
+        finally:
+            cursor.close()
+        return CheckResult(
+            ok=True, read_only=read_only_of(variables), wsrep=parse_wsrep(variables, status)
+        )
 
     def _execute(self, conn: Any, request: Request, run: Run, already_sent: bool = False) -> Answer:
         import MySQLdb
@@ -994,6 +1064,8 @@ class MySQLBackend:
         run.thread_id = conn.thread_id()  # (from here on, a KILL QUERY reaches it)
         if not already_sent:
             run.not_sent_if_cancelled(self.name)
+            if request.sql is not None and (run.after is not None or run.causal):
+                self._reach_position(conn, run)  # (read your writes: gateway.position)
         changed = [False]
         stopped = False
         try:
@@ -1027,9 +1099,66 @@ class MySQLBackend:
             self._clean(conn, request, answer, changed=True)
             raise
         self._clean(conn, request, answer, changed[0])
+        if getattr(conn, "_dbslayer_causal", False) and not getattr(
+            conn, "_dbslayer_discard", False
+        ):
+            # (back to the connection's own setting before it serves anyone else)
+            try:
+                conn.query("SET SESSION wsrep_sync_wait = DEFAULT")
+                conn._dbslayer_causal = False
+            except MySQLdb.Error:
+                conn._dbslayer_discard = True  # (closed: nobody gets its causal reads)
         if stopped:
             raise run.timeout_error(self.name, answer.error.errno if answer.error else None)
         return answer
+
+    def _reach_position(self, conn: Any, run: Run) -> None:
+        """Read your writes, before the statements (gateway.position): Galera's causal reads
+        for this request (``run.causal``), or the position ``run.after`` applied here, checked
+        against ``@@gtid_current_pos`` and else waited for with MASTER_GTID_WAIT up to
+        ``run.after_wait`` seconds; PositionNotReached when it is not (nothing ran)."""
+        import MySQLdb
+
+        after = run.after
+        self._set_limit(conn, run.limit)  # (the wait runs under the request's time limit)
+        if run.causal:
+            conn.query("SET SESSION wsrep_sync_wait = 1")
+            conn._dbslayer_causal = True
+            return
+        if after is None:
+            return
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT @@GLOBAL.gtid_current_pos")
+            if covers(cursor.fetchall()[0][0], after):
+                return
+            if run.after_wait > 0:
+                cursor.execute(wait_statement(after, run.after_wait))
+                if cursor.fetchall()[0][0] == 0:
+                    return
+        except MySQLdb.Error as e:
+            errno = _mysql_errno(e)
+            if errno is None or is_client_errno(errno):
+                raise  # (the connection failed before the statements were sent)
+            message = e.args[1] if len(e.args) > 1 else str(e)
+            raise PositionNotReached(
+                f"backend {self.name} cannot say whether it has applied AFTER {after} "
+                f"({message}); nothing ran there",
+                errno=errno,
+                server=self.name,
+            ) from None
+        except BadPosition:
+            raise PositionNotReached(
+                f"backend {self.name} reports no GTID position; nothing ran there",
+                server=self.name,
+            ) from None
+        finally:
+            cursor.close()
+        raise PositionNotReached(
+            f"backend {self.name} had not applied AFTER {after} within "
+            f"{run.after_wait:g} s; nothing ran there",
+            server=self.name,
+        )
 
     def _clean(self, conn: Any, request: Request, answer: Answer, changed: bool) -> None:
         """Give the connection back as a new one: reset its session when the server reports
@@ -1046,6 +1175,13 @@ class MySQLBackend:
             # the one the session's own setup left (SET SESSION max_statement_time flags a
             # change), and that setup is the configured state.
             final = SERVER_STATUS_AUTOCOMMIT
+        if (
+            final is not None
+            and final & SERVER_SESSION_STATE_CHANGED
+            and _ends_with_ok(request, answer)
+            and not self.track_position(conn, answer)
+        ):
+            final &= ~SERVER_SESSION_STATE_CHANGED  # (flagged for the position after a write)
         if not conn._dbslayer_read_account and not session_changed(
             final, changed, may_leave_state=may_leave_state(request)
         ):
@@ -1062,6 +1198,19 @@ class MySQLBackend:
         if open_transaction:
             answer.extras["ROLLED_BACK"] = True
         self.reset_session(conn)
+
+    def track_position(self, conn: Any, answer: Answer) -> bool:
+        """Read the session tracker entries of the OK packet just read (it was flagged
+        SERVER_SESSION_STATE_CHANGED): the position after a write goes into the answer
+        (``GTID``, gateway.position); True when anything else changed the session (or the
+        entries cannot be read)."""
+        entries = self.session.tracked(conn, SESSION_TRACK_TYPES)
+        if entries is None:
+            return True
+        gtid, changed = read_tracked(entries)
+        if gtid is not None:
+            answer.extras["GTID"] = merge(answer.extras.get("GTID"), gtid)
+        return changed
 
     def reset_session(self, conn: Any) -> None:
         """In a pool thread: reset the connection's session and set it up again. A connection
@@ -1091,9 +1240,12 @@ class MySQLBackend:
             )
         else:
             read_only = None
+        if mariadb:
+            keep.append(GTID_TRACKING)  # (the position after each write: gateway.position)
         conn._dbslayer_limit, conn._dbslayer_read_only = UNSET, None  # (until it succeeded)
         self.session.reset(conn, user, password, self.spec.database, self.spec.charset, keep)
         conn._dbslayer_limit, conn._dbslayer_read_only = limit, read_only
+        conn._dbslayer_causal = False  # (the reset set wsrep_sync_wait back)
 
     @staticmethod
     def _limit_assignment(mariadb: bool, limit: float | None) -> str:
@@ -1170,9 +1322,13 @@ class MySQLBackend:
                         break
                 else:
                     answer.results.append(Update(max(cursor.rowcount, 0), cursor.lastrowid or 0))
-                if changed is not None and not changed[0]:
+                ok = cursor.description is None  # (an OK packet: it carries tracker entries)
+                if changed is not None and (ok or not changed[0]):
                     status = self.session.status(conn)
-                    changed[0] = status is None or bool(status & SERVER_SESSION_STATE_CHANGED)
+                    flagged = status is None or bool(status & SERVER_SESSION_STATE_CHANGED)
+                    if flagged and ok and status is not None:
+                        flagged = self.track_position(conn, answer)
+                    changed[0] = changed[0] or flagged
                 if cursor.nextset() is None:
                     break
         except MySQLdb.Error as e:
@@ -1315,6 +1471,9 @@ class MySQLBackend:
 
         if answer.error is None:
             conn.commit()
+            status = self.session.status(conn)
+            if status is not None and status & SERVER_SESSION_STATE_CHANGED:
+                self.track_position(conn, answer)  # (the commit's OK: the position after it)
             return
         answer.extras["ROLLBACK_ON_ERROR"] = True
         try:

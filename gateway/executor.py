@@ -22,10 +22,11 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway import galera, position
 from gateway.auth import AuthFailed, allowed_backends, authorize_statements
 from gateway.backends import (
     Backend,
@@ -33,6 +34,7 @@ from gateway.backends import (
     ClientGone,
     ConnectionLost,
     GatewayError,
+    PositionNotReached,
     Run,
     StatementTimeout,
     gone_before_sent,
@@ -137,6 +139,13 @@ class Executor:
         self._reader: ProcessPoolExecutor | None = None
         #: Big texts submitted to the reader and not yet read.
         self._queued = 0
+        #: ``on_slow(seconds, request, user, result)``: called when a request's statements
+        #: ran (on the backends, failovers included) at least ``slow_seconds``; None: off.
+        self.on_slow: Callable[[float, Request, Any, Any], None] | None = None
+        self.slow_seconds = float("inf")
+        #: Read your writes: seconds a read with AFTER waits for a backend to apply the
+        #: position before the next candidate is tried (0: no wait; gateway.position).
+        self.gtid_wait = 1.0
 
     def execute(
         self, request: Request, user: Any = None, sink: Any = None, hangup: Hangup | None = None
@@ -240,14 +249,30 @@ class Executor:
             # whole.
             sink = None
 
-        def work(hangup: Hangup | None = hangup) -> Deferred[Answer]:
+        def work(hangup: Hangup | None = hangup, first: bool = True) -> Deferred[Answer]:
             try:
                 candidates = self.router.candidates(write=not read, server=request.server)
             except NoBackend as e:
+                unchecked = self._unchecked() if first else []
+                if unchecked:
+                    # Galera: a node not checked yet takes nothing (it may be outside the
+                    # primary component). A request that comes before the first checks have
+                    # ended (just after start-up) waits for them, once, bounded by the check
+                    # time-out, instead of a 503.
+                    assert self.health is not None
+                    waits = [self.health.check_now(name) for name in unchecked]
+                    return DeferredList(waits, consumeErrors=True).addCallback(
+                        lambda _: work(hangup, first=False)
+                    )
                 return fail(
                     BackendUnavailable(e.message, errno=e.errno, server=e.server, retry_after=1)
                 )
             names = [c.name for c in candidates if c.name in allowed]
+            if request.after is not None and read:
+                primary = self.router.primary
+                names = position.read_order(
+                    self.mode, names, primary.name if primary is not None else None
+                )
             if not names:
                 return fail(
                     BackendUnavailable(
@@ -256,12 +281,31 @@ class Executor:
                         retry_after=1,
                     )
                 )
-            return self._attempt(request, facts, names, read_only_run, sink, hangup)
+            attempted = self._attempt(request, facts, names, read_only_run, sink, hangup)
+            if self.on_slow is not None:  # (the one test a request pays when it is off)
+                attempted.addBoth(self._timed, self.clock.seconds(), request, user)
+            return attempted
 
         d = self._cached(request, facts, user, allowed, ttl, work)
         if request.help or request.debug_return_input:
             d.addCallback(_decorate, request)
         return d
+
+    def _timed(self, result: Any, started: float, request: Request, user: Any) -> Any:
+        """Report a request slower than ``slow_seconds`` (never fails the request)."""
+        seconds = self.clock.seconds() - started
+        if seconds >= self.slow_seconds and self.on_slow is not None:
+            try:
+                self.on_slow(seconds, request, user, result)
+            except Exception:
+                log.failure("reporting a slow statement failed")
+        return result
+
+    def _unchecked(self) -> list[str]:
+        """Galera mode: the backends whose first health check has not ended yet."""
+        if self.mode != "galera" or self.health is None or not self.health.running:
+            return []
+        return [s.name for s in self.router.statuses.values() if s.state == "unknown"]
 
     def _allowed(self, user: Any, request: Request) -> frozenset[str] | set[str]:
         if user is None:
@@ -278,6 +322,8 @@ class Executor:
         cache (a write, no SQL, no CACHE and no default)."""
         if self.cache is None or not read or request.sql is None:
             return None
+        if request.after is not None:
+            return None  # (a cached or shared answer may be older than the write: position)
         return self.cache.ttl_for(request.cache_s)
 
     def _cached(
@@ -378,6 +424,9 @@ class Executor:
             return failure  # (its answer has begun: it cannot start again elsewhere)
         if isinstance(error, BackendUnavailable):
             self._report_down(name, error)
+        elif isinstance(error, PositionNotReached):
+            # (nothing ran there: the next candidate, the primary first, may have it)
+            log.info("read with AFTER not run on {name}: {error}", name=name, error=error.message)
         elif isinstance(error, ConnectionLost):
             read = facts is None or facts.read
             kind = NOT_SENT if error.not_sent else LOST
@@ -413,6 +462,8 @@ class Executor:
         status.in_flight += 1
         run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
         run.sink = sink
+        if request.after is not None:
+            self._position(run, backend, request)
         started = self.clock.seconds()
         if run.limit is not None:
             self._deadlines[run] = (started + run.limit + KILL_GRACE, backend, False)
@@ -420,7 +471,46 @@ class Executor:
         if hangup is not None:
             hangup.watch(lambda: self._stop(backend, run))
         d = backend.execute(request, run)
-        return d.addBoth(self._finished, run, status, backend.name, started, hangup)
+        d.addBoth(self._finished, run, status, backend.name, started, hangup)
+        if self.mode == "galera":
+            d.addCallback(self._galera_answer, backend.name)
+        return d
+
+    def _galera_answer(self, answer: Answer, name: str) -> Answer:
+        """Galera mode: a 1047 means the node is outside the primary component (the server
+        refused the statement without running it). It is marked down at once; on the first
+        statement nothing ran, so the request fails over as one never sent (BackendUnavailable,
+        which the retry rule sends on); on a later one it is that statement's SQL error."""
+        error = answer.error
+        if error is None or error.errno != galera.NOT_PREPARED:
+            return answer
+        message = f"backend {name} is outside the Galera primary component ({error.message})"
+        if answer.streamed or not galera.not_executed(error.errno, len(answer.results)):
+            self._report_down(name, BackendUnavailable(message, errno=error.errno, server=name))
+            return answer
+        raise BackendUnavailable(
+            f"{message}; nothing ran there", errno=error.errno, server=name, retry_after=1
+        )
+
+    def _position(self, run: Run, backend: Backend, request: Request) -> None:
+        """Read your writes on ``backend`` (gateway.position): a read with AFTER checks and
+        waits for the position there (not on the primary, which has it), or runs with causal
+        reads (galera mode). A write, and the SQLite demo (one file), need nothing."""
+        facts = request.facts
+        if backend.spec.driver != "mysql" or (facts is not None and not facts.read):
+            return
+        if self.mode == "galera":
+            run.causal = True
+            return
+        primary = self.router.primary
+        if position.wait_needed(
+            self.mode, backend.name, primary.name if primary is not None else None
+        ):
+            run.after = request.after
+            wait = self.gtid_wait
+            if run.limit is not None:
+                wait = min(wait, run.limit / 2)  # (the wait counts in the time limit)
+            run.after_wait = wait
 
     def _finished(
         self,
@@ -565,6 +655,9 @@ class Executor:
             read_pool = getattr(b, "read_pool", None)
             if read_pool is not None:
                 info[b.name]["read_pool"] = read_pool.info()
+            if self.mode == "galera":  # the node's wsrep state (None: unknown), the writer
+                info[b.name]["wsrep"] = status.wsrep.to_dict() if status.wsrep else None
+                info[b.name]["writer"] = self.router.writer == b.name
         return info
 
     def _read_aside(self, request: Request, sql: str) -> Deferred[None] | None:

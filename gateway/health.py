@@ -12,6 +12,11 @@ Rules (:class:`HealthPolicy`):
 - A replica (with ``max_lag`` set) fails its check when replication is stopped or lags more than
   ``max_lag``. A read-only primary passes (it can serve reads) but is recorded as read-only, and
   the router then refuses writes.
+- Galera mode (``galera``): a check that answered also reads the node's wsrep state
+  (:mod:`gateway.galera`); a node outside the primary component, not ready, joining, or a donor
+  (unless ``galera_donor_reads``) is down AT ONCE, not after ``fall`` failures (such a node must
+  never be chosen), and comes back by the ``rise`` rule. The wsrep facts of a node that went down
+  for a failed check (it could not be reached) are forgotten: they are unknown until it answers.
 - Delays: ``interval`` while up or unknown; for a down backend ``interval * 2**(n-1)`` capped at
   ``max_backoff`` (n = failures since it was marked down); ``confirm_interval`` between the
   confirming checks of a recovery. Every delay is multiplied by a factor drawn uniformly in
@@ -38,6 +43,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from gateway.galera import Wsrep, wsrep_problem
 from gateway.router import BackendStatus
 
 __all__ = ["CheckResult", "HealthChecks", "HealthPolicy", "HealthTracker"]
@@ -53,6 +59,7 @@ class CheckResult:
     replicating: bool = True  # replica: False when the IO or SQL thread is not running
     errno: int | None = None
     error: str | None = None
+    wsrep: Wsrep | None = None  # galera mode: the node's wsrep state (None: not read)
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -76,6 +83,10 @@ class HealthPolicy:
     max_lag: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.ge(0.0))
     )
+    #: Galera mode: the wsrep rules decide too, and a node failing them is out at once.
+    galera: bool = False
+    #: Galera mode: a donor/desynced node (wsrep_local_state 2) stays up for reads.
+    galera_donor_reads: bool = False
 
 
 class HealthTracker:
@@ -100,10 +111,21 @@ class HealthTracker:
         if result.ok:
             status.read_only = result.read_only
             status.lag = result.lag
+            if self.policy.galera:
+                status.wsrep = result.wsrep
+                problem = wsrep_problem(result.wsrep, self.policy.galera_donor_reads)
+                if result.wsrep is None and result.error:
+                    problem = result.error
+                if problem is not None:
+                    status.record_error(result.errno if result.wsrep is None else None, problem)
+                    return self._out_now()
         failure = self._failure(result)
         if failure is not None:
             status.record_error(*failure)
-            return self._failed()
+            new = self._failed()
+            if self.policy.galera and status.state == "down" and not result.ok:
+                status.wsrep = None  # (not reached: its state is unknown until it answers)
+            return new
         return self._passed()
 
     def mark_down(self, errno: int | None, error: str) -> str | None:
@@ -111,6 +133,8 @@ class HealthTracker:
         self.status.record_error(errno, error)
         self.successes = 0  # a recovery being confirmed starts again
         self.failures = max(self.failures, 1)
+        if self.policy.galera:
+            self.status.wsrep = None  # (unknown until the next check reads it)
         if self.status.state == "down":
             return None
         self.status.state = "down"
@@ -143,6 +167,17 @@ class HealthTracker:
         if result.lag > max_lag:
             return None, f"replication lag {result.lag:.1f} s over the limit of {max_lag:.1f} s"
         return None
+
+    def _out_now(self) -> str | None:
+        """A failed check that takes the backend out at once (galera: the wsrep rules)."""
+        self.successes = 0
+        self.failures += 1
+        if self.status.state == "down":
+            self.down_failures += 1
+            return None
+        self.status.state = "down"
+        self.down_failures = 1
+        return "down"
 
     def _failed(self) -> str | None:
         self.successes = 0
@@ -183,7 +218,12 @@ class HealthChecks(Service):
 
     ``checkers[name]()`` returns a Deferred firing with a :class:`CheckResult`; any failure or
     timeout counts as a failed check and never stops the schedule. ``on_change(name, old, new)``
-    is called on every state change (also logged)."""
+    is called on every state change (also logged).
+
+    Galera mode: ``on_wsrep_change(name, old, new)`` (an attribute, None by default) is called
+    with the node's previous and new :class:`Wsrep` (None: unknown) when its wsrep_on,
+    cluster_status or local_state changes; ``on_checked(name)`` after every result or passive
+    mark-down applied (the router re-chooses its writer there)."""
 
     log = Logger()
 
@@ -207,6 +247,8 @@ class HealthChecks(Service):
         self._timers: dict[str, Any] = {}  # name -> IDelayedCall of the next check
         self._in_flight: dict[str, Deferred[CheckResult]] = {}  # name -> running checker
         self._waiters: dict[str, list[Deferred[str]]] = {}  # check_now callers
+        self.on_wsrep_change: Callable[[str, Wsrep | None, Wsrep | None], None] | None = None
+        self.on_checked: Callable[[str], None] | None = None
 
     def startService(self) -> None:
         """Check every backend at once, then each on its own schedule."""
@@ -244,10 +286,13 @@ class HealthChecks(Service):
         """A request could not connect to ``name``: mark it down now and re-check it soon."""
         tracker = self.trackers[name]
         old = tracker.status.state
+        before = tracker.status.wsrep
         new = tracker.mark_down(errno, error)
+        if new is not None:
+            self._changed(name, old, new)
+        self._after(name, before)
         if new is None:
             return
-        self._changed(name, old, new)
         if self.running and name not in self._in_flight:
             self._schedule(name)
 
@@ -265,9 +310,11 @@ class HealthChecks(Service):
         del self._in_flight[name]
         tracker = self.trackers[name]
         old = tracker.status.state
+        before = tracker.status.wsrep
         new = tracker.apply(result)
         if new is not None:
             self._changed(name, old, new)
+        self._after(name, before)
         if self.running:
             self._schedule(name)
         self._wake(name)
@@ -298,6 +345,28 @@ class HealthChecks(Service):
             except Exception:
                 self.log.failure("on_change failed for backend {name}", name=name)
 
+    def _after(self, name: str, before: Wsrep | None) -> None:
+        """Tell the wsrep listener of a change of the node's wsrep state, then the router."""
+        after = self.trackers[name].status.wsrep
+        if _wsrep_key(before) != _wsrep_key(after):
+            if after is not None and before is not None:
+                self.log.info(
+                    "backend {name}: wsrep {old} -> {new}",
+                    name=name,
+                    old=f"{before.cluster_status}/{before.local_state_comment}",
+                    new=f"{after.cluster_status}/{after.local_state_comment}",
+                )
+            if self.on_wsrep_change is not None:
+                try:
+                    self.on_wsrep_change(name, before, after)
+                except Exception:
+                    self.log.failure("on_wsrep_change failed for backend {name}", name=name)
+        if self.on_checked is not None:
+            try:
+                self.on_checked(name)
+            except Exception:
+                self.log.failure("on_checked failed for backend {name}", name=name)
+
     def _schedule(self, name: str) -> None:
         self._cancel_timer(name)
         delay = self.trackers[name].next_delay(self.uniform)
@@ -317,3 +386,11 @@ class HealthChecks(Service):
         state = self.trackers[name].status.state
         for waiter in self._waiters.pop(name, []):
             waiter.callback(state)
+
+
+def _wsrep_key(wsrep: Wsrep | None) -> tuple[bool, str, int] | None:
+    """What makes a wsrep change worth telling: membership of a cluster, the primary
+    component, the node state."""
+    if wsrep is None:
+        return None
+    return (wsrep.on, wsrep.cluster_status, wsrep.local_state)

@@ -45,7 +45,7 @@ from gateway.backends import (
 )
 from gateway.request import Request
 from gateway.results import Answer, Update, result_set
-from gateway.session import session_changed, transaction_open
+from gateway.session import SERVER_SESSION_STATE_CHANGED, session_changed, transaction_open
 from gateway.wire import COMPLETE, UNSUPPORTED, answer_state
 
 log = Logger()
@@ -120,7 +120,7 @@ class ReactorLane:
 
     def execute(self, request: Request, run: Run) -> Deferred[Answer]:
         """Run a request: here if it is eligible, else in a pool thread."""
-        if not lane_eligible(request):
+        if run.after is not None or run.causal or not lane_eligible(request):
             return self.pool.run(self.backend._execute, request, run)
         d: Deferred[Answer] = Deferred()
         slot = self.pool.take()
@@ -231,6 +231,14 @@ class ReactorLane:
             result = conn.store_result()
             if result is None:
                 answer.results.append(Update(max(conn.affected_rows(), 0), conn.insert_id() or 0))
+                if (
+                    status is not None
+                    and status & SERVER_SESSION_STATE_CHANGED
+                    and not self.backend.track_position(conn, answer)
+                ):
+                    # Flagged for the position after a write only (gateway.position): in the
+                    # answer as GTID, and no reset.
+                    status &= ~SERVER_SESSION_STATE_CHANGED
             else:
                 rows = result.fetch_row(0)
                 max_rows = run.max_rows

@@ -18,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 import attrs
 import orjson
 
+from gateway.position import MAX_DOMAINS, BadPosition, format_gtids, parse_gtids
 from gateway.sql import SQLFacts, read_sql
 
 #: Formats a client may ask for with ``FORMAT``.
@@ -38,6 +39,8 @@ HELP = {
     "ROLLBACK_ON_ERROR": "in(boolean) run the statements in one transaction, rolled back on an SQL error",
     "TIMEOUT": "in(number) milliseconds; lowers (never raises) the statement time limit: 504 past it",
     "CACHE": "in(number) seconds; a cached answer up to this old is fine (read-only statements)",
+    "AFTER": "in(string) a GTID position, as a write's answer gives it under GTID: the read runs "
+    "where that write has been applied (read your writes; never from the cache)",
     "STAT": "in(boolean) : out(string) result of mysql_stat()",
     "CLIENT_INFO": "in(boolean) : out(string) result of mysql_get_client_info()",
     "HOST_INFO": "in(boolean) : out(string) result of mysql_get_host_info()",
@@ -83,6 +86,8 @@ class Request:
     help: bool = False
     timeout_ms: float | None = None
     cache_s: float | None = None
+    #: AFTER: the position (a GTID list, normalised) the read must see (gateway.position).
+    after: str | None = None
     #: The request object as received, echoed by SLAYER_DEBUG_RETURN_INPUT.
     raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
     #: The facts of the SQL once read (see :meth:`read`).
@@ -179,6 +184,9 @@ def parse_request(obj: Any, *, ignore_unknown_keys: bool = False) -> Request:
         raise RequestError("PARAMS needs SQL")
     timeout = _positive_number(obj, "TIMEOUT")
     cache = _positive_number(obj, "CACHE", allow_zero=True)
+    after = _position(obj)
+    if after is not None and sql is None:
+        raise RequestError("AFTER needs SQL")
     info = tuple(key for key in INFO_FLAGS if flags[key])
     request = Request(
         sql=sql,
@@ -191,6 +199,7 @@ def parse_request(obj: Any, *, ignore_unknown_keys: bool = False) -> Request:
         help=flags["SLAYER_HELP"],
         timeout_ms=timeout,
         cache_s=cache,
+        after=after,
         raw=obj,
     )
     if not (request.needs_backend or request.help or request.debug_return_input):
@@ -247,6 +256,9 @@ def form_to_object(fields: Mapping[str, str]) -> dict[str, Any]:
                 raise RequestError(f"{key} must be true/1/on or false/0/off, got {value!r}")
         elif key == "PARAMS":
             obj[key] = loads_json(value.encode(), "PARAMS field") if value.strip() else None
+        elif key == "AFTER":
+            if value.strip():  # (an empty field: no position)
+                obj[key] = value.strip()
         elif key in ("TIMEOUT", "CACHE"):
             if value.strip():
                 try:
@@ -304,6 +316,27 @@ def _positive_number(obj: dict[str, Any], key: str, allow_zero: bool = False) ->
 
 
 _SCALARS = (str, int, float, bool, type(None))
+
+
+def _position(obj: dict[str, Any]) -> str | None:
+    """AFTER: a GTID list such as ``0-1-1234`` (several domains comma-separated), normalised
+    (domains in order, each once with its highest seq_no)."""
+    value = obj.get("AFTER")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(
+            f'AFTER must be a string, a GTID position like "0-1-1234", got {_json_kind(value)}'
+        )
+    try:
+        return format_gtids(parse_gtids(value))
+    except BadPosition:
+        shown = value if len(value) <= _KEY_SHOWN else value[:_KEY_SHOWN] + "..."
+        raise RequestError(
+            f"AFTER must be a GTID position as a write's answer gives it under GTID, like "
+            f'"0-1-1234" (domain-server-sequence, several domains comma-separated, at most '
+            f"{MAX_DOMAINS}), got {_escaped(shown)}"
+        ) from None
 
 
 def _params(value: Any) -> tuple[Any, ...] | dict[str, Any] | None:

@@ -10,6 +10,13 @@ Modes:
   primary refuses it: nothing is sent). A read goes to the usable replicas and the primary by the
   same score; health checks mark lagging replicas down, so they are skipped here.
 - ``named``: the client's ``SERVER`` picks the one backend; there is no failover to another name.
+- ``galera``: the nodes of a Galera cluster (:mod:`gateway.galera`). Writes go to ONE node, the
+  writer (sticky; when it may no longer take writes, the synced node with the lowest
+  wsrep_local_index), then down the other synced nodes only as the retry rule allows; reads go
+  to the nodes checked up, by the same score as in pool mode. A node not checked yet takes
+  nothing (it may be outside the primary component, or no Galera node at all).
+  :attr:`Router.writer` names the writer; ``on_writer_change(old, new)`` is called on each
+  change.
 
 "Usable" means not known to be down: ``unknown`` (not checked yet) counts as usable, so the
 first requests after start-up are not refused.
@@ -23,11 +30,14 @@ re-run elsewhere; a write never is.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
-MODES = ("pool", "primary-replica", "named")
+from gateway import galera
+from gateway.galera import Wsrep
+
+MODES = ("pool", "primary-replica", "named", "galera")
 
 #: The server provably never received the statement: connect refused or failed (2002, 2003,
 #: 2005), ping failed before sending, "server has gone away" (2006) before the command was written.
@@ -54,6 +64,7 @@ class BackendStatus:
     last_errno: int | None = None
     last_error: str | None = None
     error_seq: int = 0  # order of the last recorded error among all backends (0: none)
+    wsrep: Wsrep | None = None  # galera mode: the node's wsrep state at its last check
 
     @property
     def usable(self) -> bool:
@@ -126,6 +137,10 @@ class Router:
                 )
             self.primary = primaries[0]
         self._turn = 0
+        #: Galera mode: the node that takes the writes (None: none may now).
+        self.writer: str | None = None
+        #: Galera mode: called with ``(old, new)`` writer names on every change of writer.
+        self.on_writer_change: Callable[[str | None, str | None], None] | None = None
 
     def status(self, name: str) -> BackendStatus:
         """The live status of the backend of that name (KeyError if there is none)."""
@@ -147,9 +162,46 @@ class Router:
             raise ValueError(f"SERVER is only meaningful in named mode, not {self.mode!r}")
         if self.mode == "pool":
             return _by_score(list(self.statuses.values()), turn)
+        if self.mode == "galera":
+            return self._galera(write, turn)
         if write:
             return self._write_to_primary()
         return _by_score(list(self.statuses.values()), turn)
+
+    def refresh(self) -> str | None:
+        """Galera mode: re-choose the writer from the statuses (the health checks call it after
+        every result); calls ``on_writer_change`` when it changed. Returns the writer."""
+        if self.mode != "galera":
+            return None
+        old = self.writer
+        new = galera.choose_writer(list(self.statuses.values()), old)
+        if new != old:
+            self.writer = new
+            if self.on_writer_change is not None:
+                self.on_writer_change(old, new)
+        return new
+
+    def _galera(self, write: bool, turn: int) -> list[BackendStatus]:
+        statuses = list(self.statuses.values())
+        if write:
+            candidates = galera.write_candidates(statuses, self.refresh())
+            if not candidates:
+                listed = ", ".join(f"{s.name} ({_galera_why(s)})" for s in statuses)
+                raise NoBackend(
+                    f"no Galera node can take writes now: {listed}; nothing was sent; retry later",
+                    errno=_latest_errno(statuses),
+                    backends=[s.name for s in statuses],
+                )
+            return candidates
+        up = galera.read_candidates(statuses)
+        if not up:
+            listed = ", ".join(f"{s.name} ({_galera_why(s)})" for s in statuses)
+            raise NoBackend(
+                f"no Galera node can take reads now: {listed}; retry later",
+                errno=_latest_errno(statuses),
+                backends=[s.name for s in statuses],
+            )
+        return _by_score(up, turn)
 
     def _named(self, server: str | None) -> list[BackendStatus]:
         if server is None:
@@ -202,16 +254,35 @@ def _by_score(statuses: list[BackendStatus], turn: int) -> list[BackendStatus]:
 
 def _none_healthy(statuses: list[BackendStatus]) -> NoBackend:
     listed = ", ".join(f"{s.name} ({_why(s)})" for s in statuses)
+    return NoBackend(
+        f"no healthy backend: {listed}; retry later",
+        errno=_latest_errno(statuses),
+        backends=[s.name for s in statuses],
+    )
+
+
+def _latest_errno(statuses: list[BackendStatus]) -> int | None:
+    """The error number of the most recent error recorded on any of them."""
     latest = max(
         (s for s in statuses if s.last_errno is not None),
         key=lambda s: s.error_seq,
         default=None,
     )
-    return NoBackend(
-        f"no healthy backend: {listed}; retry later",
-        errno=latest.last_errno if latest is not None else None,
-        backends=[s.name for s in statuses],
-    )
+    return latest.last_errno if latest is not None else None
+
+
+def _galera_why(status: BackendStatus) -> str:
+    """Why a node takes no writes (galera mode)."""
+    if status.state == "unknown":
+        return "not checked yet"
+    if status.state == "down":
+        return _why(status)
+    if status.read_only:
+        return "read-only (@@read_only = 1)"
+    wsrep = status.wsrep
+    if wsrep is not None and not wsrep.synced:
+        return f"{wsrep.local_state_comment or 'not synced'}, not synced"
+    return _why(status)
 
 
 def _why(status: BackendStatus) -> str:

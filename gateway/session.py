@@ -116,6 +116,23 @@ class NativeSession:
         self._get_info, self._reset = get_info, reset
         self._capsule_pointer, self._capsule_name = capsule_pointer, capsule_name
         self.available = True
+        #: The session tracker entries of the last OK packet (gateway.position): the
+        #: position after a write, and whether anything but it changed.
+        self._track: Any = None
+        try:
+            first = lib.mysql_session_track_get_first
+            following = lib.mysql_session_track_get_next
+        except AttributeError:
+            return
+        for function in (first, following):
+            function.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_int,
+                ctypes.POINTER(ctypes.c_char_p),
+                ctypes.POINTER(ctypes.c_size_t),
+            ]
+            function.restype = ctypes.c_int
+        self._track = (first, following)
 
     def _handle(self, conn: Any) -> int:
         handle = getattr(conn, "_dbslayer_native", None)
@@ -135,6 +152,25 @@ class NativeSession:
         ):
             return None  # (non-zero: the library does not know the value)
         return value.value
+
+    def tracked(self, conn: Any, types: Sequence[int]) -> dict[int, list[bytes]] | None:
+        """The session tracker entries (of each type in ``types``) of the connection's last
+        OK packet, as the client library parsed them; None when the library cannot say. Only
+        meaningful right after an OK packet flagged SERVER_SESSION_STATE_CHANGED (a result
+        set's EOF packet carries none: the library keeps the entries of an earlier OK)."""
+        if self._track is None:
+            return None
+        first, following = self._track
+        handle = self._handle(conn)
+        data, length = ctypes.c_char_p(), ctypes.c_size_t()
+        entries: dict[int, list[bytes]] = {}
+        for kind in types:
+            values = entries[kind] = []
+            found = first(handle, kind, ctypes.byref(data), ctypes.byref(length))
+            while found == 0:
+                values.append(ctypes.string_at(data, length.value))
+                found = following(handle, kind, ctypes.byref(data), ctypes.byref(length))
+        return entries
 
     def reset(
         self,

@@ -78,6 +78,8 @@ class Figures:
     backend_live: dict[str, dict[str, Any]]
     in_flight: int
     events: dict[str, dict[str, int]]  # family (auth, cache, redis) -> outcome -> count
+    #: Webhook deliveries per URL (shown form): counters, queue length, last error.
+    webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 #: Event families and their outcomes, all shown from the start (zeros included).
@@ -124,6 +126,12 @@ class GatewayStats:
         self._events = {family: dict.fromkeys(outcomes, 0) for family, outcomes in EVENTS.items()}
         self.backend_info: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
         self.in_flight: Callable[[], int] | None = None
+        #: Webhook deliveries per URL (api.webhooks), for /stats and /metrics.
+        self.webhook_info: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+        #: This host's name in a fleet (api.fleet), and the gateway's version: the
+        #: ``instance`` key of /stats and the dbslayer_instance_info family of /metrics.
+        self.instance: Callable[[], str] | None = None
+        self.version = ""
 
     # ------------------------------------------------------------------ reporting
 
@@ -195,6 +203,17 @@ class GatewayStats:
         counts = self._events.setdefault(family, {})
         counts[outcome] = counts.get(outcome, 0) + 1
 
+    def db_totals(self) -> tuple[int, int]:
+        """``(DBSlayer requests, those answered with a status of 500 or more)`` so far: the
+        error-rate watch samples them (a few additions, not per-request work)."""
+        total = errors = 0
+        for (endpoint, status), count in self._requests.items():
+            if endpoint in DB_ENDPOINTS:
+                total += count
+                if status >= 500:
+                    errors += count
+        return total, errors
+
     def record_state_change(self, name: str, state: str, previous: str | None = None) -> None:
         """Backend ``name`` changed from ``previous`` to ``state`` (counted; the live state
         comes from ``backend_info``). The first verdict on a backend (from ``"unknown"``, the
@@ -234,6 +253,11 @@ class GatewayStats:
             backends=dict(sorted(backends.items())),
             backend_live=live,
             in_flight=int(self.in_flight()) if self.in_flight is not None else 0,
+            webhooks=(
+                {url: dict(info) for url, info in self.webhook_info().items()}
+                if self.webhook_info is not None
+                else {}
+            ),
             events={family: dict(counts) for family, counts in self._events.items()},
         )
 
@@ -250,6 +274,7 @@ class GatewayStats:
             "start_time": int(f.start),
             "total_requests": f.total_requests,
             "uptime_seconds": max(0, int(f.now - f.start)),
+            **({"instance": self.instance()} if self.instance is not None else {}),
             "qps": f.qps,
             "latency_ms": {endpoint: h.summary_ms() for endpoint, h in f.latency.items()},
             "requests_by_status": {str(s): n for s, n in sorted(by_status.items())},
@@ -268,7 +293,9 @@ class GatewayStats:
                 for name, c in f.backends.items()
             },
             "in_flight": f.in_flight,
+            **_galera_writer(f.backend_live),
             **f.events,
+            **({"webhooks": _shown_webhooks(f.webhooks)} if f.webhooks else {}),
         }
 
     def log_entries(self) -> list[dict[str, Any]]:
@@ -360,6 +387,7 @@ def export_figures(
         "backend_live": f.backend_live,
         "in_flight": f.in_flight,
         "events": f.events,
+        "webhooks": f.webhooks,
         "log": log,
         "errors": errors,
     }
@@ -385,6 +413,7 @@ def merge_figures(
     backends = {name: _copy_counters(c) for name, c in own.backends.items()}
     live = {name: dict(info) for name, info in own.backend_live.items()}
     events = {family: Counter(counts) for family, counts in own.events.items()}
+    webhooks = {url: dict(info) for url, info in own.webhooks.items()}
     totals = {
         "total_requests": own.total_requests,
         "sql_errors": own.sql_errors,
@@ -413,6 +442,8 @@ def merge_figures(
             mine.latency.merge(c["latency"])
         for name, info in peer["backend_live"].items():
             live[name] = _combine_live(live.get(name), info)
+        for url, info in peer.get("webhooks", {}).items():
+            webhooks[url] = _merge_webhook(webhooks.get(url), info)
         for family, counts in peer["events"].items():
             events.setdefault(family, Counter()).update(counts)
         for key in totals:
@@ -436,6 +467,7 @@ def merge_figures(
         backend_live=live,
         in_flight=totals["in_flight"],
         events={family: dict(counts) for family, counts in events.items()},
+        webhooks=webhooks,
     )
     logs.sort(key=_start)
     error_logs.sort(key=_start)
@@ -479,4 +511,46 @@ def _combine_live(mine: dict[str, Any] | None, theirs: dict[str, Any]) -> dict[s
     states = {mine.get("state"), theirs.get("state")}
     combined["state"] = "up" if "up" in states else "down" if "down" in states else "unknown"
     combined["last_error"] = mine.get("last_error") or theirs.get("last_error")
+    if "writer" in mine or "writer" in theirs:  # (galera mode: each worker chooses its own)
+        combined["writer"] = bool(mine.get("writer")) or bool(theirs.get("writer"))
+        combined["wsrep"] = mine.get("wsrep") or theirs.get("wsrep")
     return combined
+
+
+def _galera_writer(live: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Galera mode (backends carry a ``writer`` flag): the top-level ``writer`` of /stats,
+    the name of the node taking the writes (None: none may now). Workers choose the writer
+    each from their own checks: while they disagree (for a check interval after a change),
+    it lists every writer they chose."""
+    if not any("writer" in info for info in live.values()):
+        return {}
+    writers = sorted(name for name, info in live.items() if info.get("writer"))
+    return {"writer": writers[0] if len(writers) == 1 else writers or None}
+
+
+def _shown_webhooks(webhooks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ``webhooks`` section of /stats (the time of the last error is only for merging)."""
+    return {
+        url: {key: value for key, value in info.items() if key != "last_error_at"}
+        for url, info in webhooks.items()
+    }
+
+
+def _merge_webhook(mine: dict[str, Any] | None, theirs: dict[str, Any]) -> dict[str, Any]:
+    """One webhook URL as two workers saw it: counts (and counts by reason) add up; the last
+    error (and status) is the later one's."""
+    if mine is None:
+        return dict(theirs)
+    merged = dict(mine)
+    for key, value in theirs.items():
+        if isinstance(value, bool) or key.startswith("last_"):
+            continue
+        if isinstance(value, int):
+            merged[key] = int(mine.get(key) or 0) + value
+        elif isinstance(value, dict):
+            ours = mine.get(key) or {}
+            merged[key] = {k: ours.get(k, 0) + value.get(k, 0) for k in set(ours) | set(value)}
+    if (theirs.get("last_error_at") or 0) > (mine.get("last_error_at") or 0):
+        for key in ("last_error", "last_error_at", "last_status"):
+            merged[key] = theirs.get(key)
+    return merged

@@ -8,6 +8,7 @@ one process never clash.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -44,9 +45,24 @@ class GatewayCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """All families; every scrape reads the figures once, so they agree with each other."""
         f = self.figures if self.figures is not None else self.stats.figures()
+        yield from self._instance()
         yield from self._requests(f)
         yield from self._backends(f)
         yield from self._events(f)
+        yield from self._webhooks(f)
+
+    def _instance(self) -> Iterator[Metric]:
+        """``dbslayer_instance_info{instance,version} 1``: which host of a fleet this is (the
+        one family with an ``instance`` label, see api.fleet)."""
+        if self.stats.instance is None:
+            return
+        info = GaugeMetricFamily(
+            f"{PREFIX}_instance_info",
+            "This gateway: its instance name (--instance) and version; always 1.",
+            labels=["instance", "version"],
+        )
+        info.add_metric([self.stats.instance(), self.stats.version or "unknown"], 1)
+        yield info
 
     def _events(self, f: Figures) -> Iterator[Metric]:
         auth = CounterMetricFamily(
@@ -74,6 +90,41 @@ class GatewayCollector(Collector):
         for outcome, count in f.events.get("cancelled", {}).items():
             cancelled.add_metric([outcome], count)
         yield cancelled
+
+    def _webhooks(self, f: Figures) -> Iterator[Metric]:
+        """Events emitted by name, and webhook deliveries per URL (shown without userinfo,
+        query string or fragment: a URL may carry a token)."""
+        emitted = CounterMetricFamily(
+            f"{PREFIX}_events", "Gateway events emitted (api.webhooks), by name.", labels=["event"]
+        )
+        for name, count in f.events.get("events", {}).items():
+            emitted.add_metric([name], count)
+        yield emitted
+        url = ["url"]
+        families = {
+            key: CounterMetricFamily(f"{PREFIX}_webhook_{key}", text, labels=url)
+            for key, text in (
+                ("delivered", "Webhook deliveries answered 2xx."),
+                ("attempts", "Webhook delivery attempts (POSTs)."),
+                ("failed_attempts", "Webhook attempts that failed (no answer, or not 2xx)."),
+                ("retried", "Webhook attempts scheduled again after a failure."),
+            )
+        }
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_webhook_dropped",
+            "Webhook deliveries dropped, by reason (queue_full, gave_up, refused).",
+            labels=["url", "reason"],
+        )
+        queued = GaugeMetricFamily(
+            f"{PREFIX}_webhook_queued", "Webhook events waiting (or being tried).", labels=url
+        )
+        for shown, info in f.webhooks.items():
+            for key, family in families.items():
+                family.add_metric([shown], int(info.get(key) or 0))
+            for reason, count in (info.get("dropped") or {}).items():
+                dropped.add_metric([shown, reason], count)
+            queued.add_metric([shown], int(info.get("queued") or 0))
+        yield from (*families.values(), dropped, queued)
 
     def _requests(self, f: Figures) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -162,6 +213,27 @@ class GatewayCollector(Collector):
             "Answers of a backend by where they were read: the reactor thread or a pool thread.",
             labels=["backend", "read_in"],
         )
+        wsrep_state = GaugeMetricFamily(
+            f"{PREFIX}_backend_wsrep_local_state",
+            "Galera mode: the node's wsrep_local_state (4 synced, 2 donor/desynced, 1 "
+            "joining, 3 joined); absent while unknown.",
+            labels=labels,
+        )
+        wsrep_size = GaugeMetricFamily(
+            f"{PREFIX}_backend_wsrep_cluster_size",
+            "Galera mode: wsrep_cluster_size as the node reports it.",
+            labels=labels,
+        )
+        wsrep_primary = GaugeMetricFamily(
+            f"{PREFIX}_backend_wsrep_primary",
+            "Galera mode: 1 when the node is ready in the primary component, else 0.",
+            labels=labels,
+        )
+        writer = GaugeMetricFamily(
+            f"{PREFIX}_backend_writer",
+            "Galera mode: 1 for the node that takes the writes, else 0.",
+            labels=labels,
+        )
         duration = HistogramMetricFamily(
             f"{PREFIX}_backend_duration_seconds",
             "Time to execute a request on a backend.",
@@ -185,7 +257,18 @@ class GatewayCollector(Collector):
                     if isinstance(read_in.get(where), int):
                         answers.add_metric([name, where], read_in[where])
             duration.add_metric([name], _buckets(c.latency), c.latency.sum)
+            if "writer" in live:  # (galera mode)
+                writer.add_metric([name], 1 if live.get("writer") else 0)
+                wsrep = live.get("wsrep")
+                facts: dict[str, Any] = wsrep if isinstance(wsrep, dict) else {}
+                primary = facts.get("ready") is True and facts.get("cluster_status") == "Primary"
+                wsrep_primary.add_metric([name], 1 if primary else 0)
+                for family, key in ((wsrep_state, "local_state"), (wsrep_size, "cluster_size")):
+                    if isinstance(facts.get(key), int):
+                        family.add_metric([name], facts[key])
         yield from (queries, errors, sql_errors, state_changes, up, pool, answers, duration)
+        if any("writer" in live for live in f.backend_live.values()):
+            yield from (wsrep_state, wsrep_size, wsrep_primary, writer)
 
 
 def render_metrics(stats: GatewayStats, figures: Figures | None = None) -> tuple[bytes, str]:

@@ -378,6 +378,16 @@
     );
   }
 
+  /** Galera mode (backends carry "writer"): the writer mark and the node's wsrep state. */
+  function galeraRole(b) {
+    if (!("writer" in b)) return "—";
+    const w = b.wsrep;
+    const state = w
+      ? `${w.local_state_comment || "state " + w.local_state}, ${w.cluster_status || "?"}, index ${w.local_index ?? "?"} of ${w.cluster_size}`
+      : "wsrep unknown";
+    return (b.writer ? "writer · " : "") + state;
+  }
+
   function drawBackends(stats) {
     const backends = stats.backends || {};
     const names = Object.keys(backends);
@@ -397,7 +407,7 @@
               { "data-backend": name },
               el("td", { class: "name" }, name, b.driver ? el("span", { class: "driver" }, String(b.driver)) : null),
               el("td", null, el("span", { class: "badge " + state }, String(b.state || "unknown")), b.read_only ? " read-only" : ""),
-              el("td", null, b.role ? String(b.role) : "—"),
+              el("td", null, b.role ? String(b.role) : galeraRole(b)),
               numCell(S.fmtInt(b.weight)),
               numCell(S.fmtInt(b.in_flight)),
               el(

@@ -20,12 +20,14 @@ from dbslayer_client.results import Results
 from dbslayer_client.wire import (
     DEFAULT_URL,
     Endpoint,
+    Position,
     answer_timeout,
     build_query,
     decode_answer,
     decode_json,
     info_of,
     lost,
+    remembered,
     timed_out,
     unreachable,
 )
@@ -38,7 +40,11 @@ class Client:
 
     ``token`` alone is sent as ``Authorization: Bearer``; ``user`` and ``token`` as HTTP Basic.
     ``timeout`` bounds the connect and each wait for the gateway, in seconds. A Client may be
-    shared between threads; its requests then take turns on the one connection."""
+    shared between threads; its requests then take turns on the one connection.
+
+    ``read_your_writes=True``: every query after a write is sent with that write's position
+    (``AFTER``), so it sees the write whichever backend answers it (a replica that has applied
+    it, else the primary; causal reads on Galera). Such reads never come from the cache."""
 
     def __init__(
         self,
@@ -46,10 +52,14 @@ class Client:
         token: str | None = None,
         user: str | None = None,
         timeout: float = 30.0,
+        read_your_writes: bool = False,
     ) -> None:
         self._endpoint = Endpoint(url, token, user, timeout)
         self.url = self._endpoint.url
         self.timeout = self._endpoint.timeout
+        #: ``read_your_writes=True``: the position of this client's writes, sent as AFTER
+        #: with every later query (see `Position`); None otherwise.
+        self.position: Position | None = Position() if read_your_writes else None
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
         #: TCP connections opened to the gateway so far (1 while keep-alive holds).
@@ -81,11 +91,14 @@ class Client:
         cache: float | None = None,
         rollback_on_error: bool = False,
         idempotent: bool = False,
+        after: str | None = None,
     ) -> Results:
         """Run one or more statements (``;``-separated); ``params`` fill ``%s`` or
         ``%(name)s``. ``timeout`` lowers the statement time limit (seconds), ``cache``
-        accepts a cached answer up to that many seconds old. Raises SQLError when a statement
-        fails, with the results of those before it.
+        accepts a cached answer up to that many seconds old, ``after`` runs it where that
+        position (a write's ``results.info["GTID"]``) has been applied (with
+        ``read_your_writes``, the client's own position is sent unless ``after`` is given).
+        Raises SQLError when a statement fails, with the results of those before it.
 
         ``idempotent=True`` is the caller's word that running the statements twice does no
         harm (a SELECT): then, if a kept-alive connection breaks after the request was sent,
@@ -98,11 +111,12 @@ class Client:
             timeout=timeout,
             cache=cache,
             rollback_on_error=rollback_on_error,
+            after=after if after is not None or self.position is None else self.position.value,
         )
         answer = self._exchange(
             "POST", "/db", body, idempotent, answer_timeout(self.timeout, timeout)
         )
-        return decode_answer(*answer)
+        return remembered(self.position, answer)
 
     def info(self, *, server: str | None = None) -> dict[str, Any]:
         """The backend's info flags: STAT, SERVER_VERSION, CLIENT_INFO, HOST_INFO,

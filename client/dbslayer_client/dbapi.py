@@ -367,13 +367,18 @@ def connect(
     user: str | None = None,
     timeout: float = 30.0,
     server: str | None = None,
+    read_your_writes: bool = False,
 ) -> Connection:
     """A Connection to the gateway at ``url``. ``token`` (with ``user`` for HTTP Basic)
     authenticates, ``timeout`` bounds each wait for the gateway in seconds, and ``server``
-    names the backend to run on where the gateway's backends are named. No request is sent
-    until the first execute."""
+    names the backend to run on where the gateway's backends are named;
+    ``read_your_writes=True`` sends each execute with the position of the connection's
+    writes so far (see `dbslayer_client.Client`). No request is sent until the first
+    execute."""
     try:
-        gateway = _client.Client(url, token=token, user=user, timeout=timeout)
+        gateway = _client.Client(
+            url, token=token, user=user, timeout=timeout, read_your_writes=read_your_writes
+        )
     except ValueError as e:
         raise InterfaceError(str(e)) from e
     return Connection(gateway, server=server)

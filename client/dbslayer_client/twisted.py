@@ -40,12 +40,14 @@ from dbslayer_client.results import Results
 from dbslayer_client.wire import (
     DEFAULT_URL,
     Endpoint,
+    Position,
     answer_timeout,
     build_query,
     decode_answer,
     decode_json,
     info_of,
     lost,
+    remembered,
     timed_out,
     unreachable,
 )
@@ -69,6 +71,7 @@ class TwistedClient:
         *,
         reactor: Any = None,
         pool: Any = None,
+        read_your_writes: bool = False,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -77,6 +80,8 @@ class TwistedClient:
         self._endpoint = Endpoint(url, token, user, timeout)
         self.url = self._endpoint.url
         self.timeout = self._endpoint.timeout
+        #: As `Client.position` (``read_your_writes=True``), None otherwise.
+        self.position: Position | None = Position() if read_your_writes else None
         self._reactor = reactor
         self._own_pool = pool is None
         self.pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=True)
@@ -96,8 +101,10 @@ class TwistedClient:
         cache: float | None = None,
         rollback_on_error: bool = False,
         idempotent: bool = False,
+        after: str | None = None,
     ) -> Deferred[Results]:
         """As `Client.query`, as a Deferred."""
+        position = self.position
         try:
             body = build_query(
                 sql,
@@ -106,13 +113,14 @@ class TwistedClient:
                 timeout=timeout,
                 cache=cache,
                 rollback_on_error=rollback_on_error,
+                after=after if after is not None or position is None else position.value,
             )
         except Exception:
             return fail()
         exchange = self._exchange(
             "POST", "/db", body, idempotent, answer_timeout(self.timeout, timeout)
         )
-        return Deferred.fromCoroutine(_then(exchange, lambda a: decode_answer(*a)))
+        return Deferred.fromCoroutine(_then(exchange, lambda a: remembered(position, a)))
 
     def info(self, *, server: str | None = None) -> Deferred[dict[str, Any]]:
         """As `Client.info`, as a Deferred."""

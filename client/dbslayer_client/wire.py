@@ -17,6 +17,7 @@ import http.client
 import json
 import math
 import re
+import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -61,12 +62,14 @@ def build_query(
     timeout: float | None = None,
     cache: float | None = None,
     rollback_on_error: bool = False,
+    after: str | None = None,
 ) -> bytes:
     """The JSON body of a ``POST /db`` query.
 
     Parameters are JSON values; ``Decimal`` is sent as its exact text, dates and times as
     MySQL's text, and ``bytes`` are written into the SQL as hex literals (``X'..'``), since
-    JSON has no binary type. ``timeout`` (seconds) becomes ``TIMEOUT`` in milliseconds."""
+    JSON has no binary type. ``timeout`` (seconds) becomes ``TIMEOUT`` in milliseconds.
+    ``after`` (a GTID position, as a write's answer gives it) becomes ``AFTER``."""
     if not isinstance(sql, str):
         raise TypeError(f"sql must be a str, got {type(sql).__name__}")
     request: dict[str, Any] = {"SQL": sql}
@@ -87,7 +90,63 @@ def build_query(
         request["CACHE"] = cache
     if rollback_on_error:
         request["ROLLBACK_ON_ERROR"] = True
+    if after is not None:
+        if not isinstance(after, str) or parse_gtids(after) is None:
+            raise ValueError(f"after must be a GTID position like '0-1-1234', got {after!r}")
+        request["AFTER"] = after
     return _dumps(request)
+
+
+_GTID = re.compile(r"[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,20}")
+
+
+def parse_gtids(text: str) -> dict[int, tuple[int, int]] | None:
+    """A GTID position (``0-1-1234``, several domains comma-separated) as ``{domain:
+    (server, seq_no)}``, the highest seq_no of a domain named twice; None when ``text`` is
+    not one."""
+    found: dict[int, tuple[int, int]] = {}
+    for part in text.split(","):
+        if _GTID.fullmatch(part) is None:
+            return None
+        domain, server, seq = (int(n) for n in part.split("-"))
+        if domain not in found or seq > found[domain][1]:
+            found[domain] = (server, seq)
+    return found
+
+
+def merge_gtids(first: str | None, second: str | None) -> str | None:
+    """The later of two positions, domain by domain (the highest seq_no of each); a text that
+    is not a position counts as none."""
+    merged: dict[int, tuple[int, int]] = {}
+    for text in (first, second):
+        for domain, (server, seq) in (parse_gtids(text) or {}).items() if text else ():
+            if domain not in merged or seq > merged[domain][1]:
+                merged[domain] = (server, seq)
+    if not merged:
+        return None
+    return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(merged.items()))
+
+
+class Position:
+    """Read your writes: the latest position of this client's writes (the ``GTID`` of their
+    answers, merged domain by domain), sent as ``AFTER`` with the requests that follow, so a
+    read runs where those writes have been applied. Thread safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: str | None = None
+
+    @property
+    def value(self) -> str | None:
+        """The position to send (None until a write answered one)."""
+        return self._value
+
+    def remember(self, info: Mapping[str, Any]) -> None:
+        """Take the ``GTID`` of an answer (its info keys), if it has one."""
+        gtid = info.get("GTID")
+        if isinstance(gtid, str):
+            with self._lock:
+                self._value = merge_gtids(self._value, gtid)
 
 
 def decode_answer(status: int, headers: Mapping[str, str], body: bytes) -> Results:
@@ -120,6 +179,20 @@ def decode_answer(status: int, headers: Mapping[str, str], body: bytes) -> Resul
             error_class=_str_or_none(obj.get("ERROR_CLASS")),
             backend_kind=_str_or_none(obj.get("BACKEND_KIND")),
         )
+    return results
+
+
+def remembered(position: Position | None, answer: tuple[int, Mapping[str, str], bytes]) -> Results:
+    """`decode_answer`, with the answer's GTID taken into ``position`` (when there is one),
+    from an SQL error's answer too (the statements before the error may have written)."""
+    try:
+        results = decode_answer(*answer)
+    except SQLError as e:
+        if position is not None and e.results is not None:
+            position.remember(e.results.info)
+        raise
+    if position is not None:
+        position.remember(results.info)
     return results
 
 
