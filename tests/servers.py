@@ -379,3 +379,23 @@ def raw_request(
         return Reply(resp.status, dict(resp.getheaders()), resp.read())
     finally:
         conn.close()
+
+
+def replicate(primary: MariaDB, replica: MariaDB, timeout: float = 20.0) -> None:
+    """Make ``replica`` replicate ``primary`` by GTID (both started with ``--server-id`` and
+    ``--log-bin``), from the start of the primary's binary log, as PITFALLS.md describes;
+    returns once the replica's threads run."""
+    primary.sql(
+        "CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'replpw';"
+        "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';"
+    )
+    replica.sql(
+        f"SET GLOBAL gtid_slave_pos=''; CHANGE MASTER TO MASTER_HOST='127.0.0.1', "
+        f"MASTER_PORT={primary.port}, MASTER_USER='repl', MASTER_PASSWORD='replpw', "
+        f"MASTER_USE_GTID=slave_pos; START SLAVE;"
+    )
+    deadline = time.monotonic() + timeout
+    while "ON" not in replica.sql("SHOW GLOBAL STATUS LIKE 'Slave_running'"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"replication did not start: {replica.sql('SHOW SLAVE STATUS')}")
+        time.sleep(0.1)

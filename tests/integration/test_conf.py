@@ -192,7 +192,7 @@ def test_bad_mode() -> None:
     """An unknown mode lists the accepted ones."""
     msg = error_of(["--mode", "cluster"])
     assert msg == (
-        "bad setting mode: must be one of auto, pool, primary-replica, named, got 'cluster'"
+        "bad setting mode: must be one of auto, pool, primary-replica, named, galera, got 'cluster'"
         " (from --mode)"
     )
 

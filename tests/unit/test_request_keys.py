@@ -74,7 +74,7 @@ def test_several_unknown_keys_are_named_in_order_and_bounded() -> None:
 def test_every_known_key_is_accepted() -> None:
     """Each of KEYS, alone with SQL and a valid value, is parsed (none is refused as unknown)."""
     values: dict[str, Any] = {"SERVER": "db1", "FORMAT": "xml", "PARAMS": [], "TIMEOUT": 5}
-    values |= {"CACHE": 1, "SQL": "SELECT 1"} | {key: True for key in BOOL_KEYS}
+    values |= {"CACHE": 1, "SQL": "SELECT 1", "AFTER": "0-1-1"} | {key: True for key in BOOL_KEYS}
     assert set(values) == set(KEYS)
     for key in KEYS:
         parse_request({"SQL": "SELECT 1", key: values[key]})
