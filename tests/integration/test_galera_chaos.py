@@ -385,3 +385,39 @@ def test_kill_partition_restart_under_load(cluster: GaleraCluster, tmp_path: Pat
     )
     assert kill_to_writer <= 2 * INTERVAL, kill_to_writer
     assert cut_to_writer <= 2 * INTERVAL, cut_to_writer
+
+
+def test_read_your_writes_on_galera(cluster: GaleraCluster, tmp_path: Path) -> None:
+    """A read sent with AFTER runs with causal reads (wsrep_sync_wait) on whichever node takes
+    it, and sees the write just acknowledged by the writer; the setting does not stay on the
+    pooled connection for the next request without AFTER."""
+    if "galera" not in MODES:
+        pytest.skip("--mode galera is not built yet")
+    cluster.wait_synced(3, timeout=30)
+    backends = [arg for i in range(3) for arg in ("--backend", cluster.dsn(i))]
+    gw = Gateway(tmp_path, "--mode", "galera", *backends, *HEALTH).start()
+    names = {node.name for node in cluster.nodes}
+    try:
+        wait_for("all nodes up", lambda: backends_up(gw) == names, 15, gw.output)
+        gw.db({"SQL": "CREATE TABLE IF NOT EXISTS ryw (k VARCHAR(40))"})
+        servers: Counter[str] = Counter()
+        for _ in range(30):
+            key = f"ryw-{uuid.uuid4()}"
+            wrote = gw.db({"SQL": "INSERT INTO ryw (k) VALUES (%s)", "PARAMS": [key]}).json()
+            assert wrote["RESULT"]["AFFECTED_ROWS"] == 1, wrote
+            after = wrote.get("GTID") or "0-1-1"
+            read = gw.db(
+                {
+                    "SQL": "SELECT COUNT(*), @@session.wsrep_sync_wait FROM ryw WHERE k = %s",
+                    "PARAMS": [key],
+                    "AFTER": after,
+                }
+            ).json()
+            assert read["RESULT"]["ROWS"] == [[1, 1]], read
+            servers[read["SERVER"]] += 1
+        assert len(servers) >= 2, f"the reads all ran on one node: {servers}"
+        for _ in range(30):
+            plain = gw.db({"SQL": "SELECT @@session.wsrep_sync_wait"}).json()
+            assert plain["RESULT"]["ROWS"] == [[0]], plain
+    finally:
+        gw.stop()
