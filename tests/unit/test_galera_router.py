@@ -628,3 +628,46 @@ def test_galera_mode_refusals(argv: list[str], words: str) -> None:
     with pytest.raises(SettingError) as info:
         load_settings(["--mode", "galera", *argv], {})
     assert words in str(info.value)
+
+
+class FirstChecks(Health):
+    """Health checks still running their first check: ``check_now`` waits for it."""
+
+    running = True
+
+    def __init__(self, router: Router) -> None:
+        super().__init__(router)
+        self.pending: list[tuple[str, Deferred[str]]] = []
+
+    def check_now(self, name: str) -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        self.pending.append((name, d))
+        return d
+
+    def finish(self, name: str, state: str) -> None:
+        for pending, d in list(self.pending):
+            if pending == name:
+                self.router.status(name).state = state
+                self.router.refresh()
+                d.callback(state)
+
+
+@pytest.mark.parametrize("state, served", [("up", True), ("down", False)])
+def test_a_request_before_the_first_checks_waits_for_them(state: str, served: bool) -> None:
+    """Galera: an unchecked node takes nothing; a request that comes before the first check
+    has ended waits for it (once) instead of getting a 503 at once, then runs or is refused
+    by what the check found."""
+    a = Node("a", Answer(results=[Update(1, 0)], server="a"))
+    router = Router([node("a", 0, state="unknown")], "galera")
+    health = FirstChecks(router)
+    executor = Executor([a], router, Clock(), health=health)  # type: ignore[arg-type, list-item]
+    outcome: list[Any] = []
+    executor.execute(Request(sql="INSERT INTO t VALUES (1)")).addBoth(outcome.append)
+    assert outcome == [] and [name for name, _ in health.pending] == ["a"]
+    health.finish("a", state)
+    assert len(outcome) == 1
+    if served:
+        assert isinstance(outcome[0], Answer) and a.sent == ["INSERT INTO t VALUES (1)"]
+    else:
+        assert isinstance(outcome[0].value, BackendUnavailable) and a.sent == []
+        assert len(health.pending) == 1  # (waited once, not again)
