@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.servers import _which, _which_or_none
+from tests.servers import _which, _which_or_none, client_command
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 CLIENT_PORT = 3306
@@ -455,18 +455,7 @@ class GaleraCluster:
         """Run SQL on node i as root over its socket (a socket works while it is cut off);
         return the output (tab-separated, no headers). Raises RuntimeError on an error."""
         node = self.nodes[i]
-        args = [
-            _which("mariadb"),
-            "--no-defaults",
-            "--default-character-set=utf8mb4",
-            "-uroot",
-            "-S",
-            node.socket,
-            "-N",
-            "-B",
-        ]
-        if database:
-            args.append(database)
+        args = client_command(node.socket, database)
         out = subprocess.run(
             args, input=statements.encode(), capture_output=True, timeout=timeout, check=False
         )

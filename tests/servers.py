@@ -135,18 +135,7 @@ class MariaDB(_ServerProcess):
 
     def sql(self, statements: str, database: str = "") -> str:
         """Run SQL with the command-line client (as root over the socket); return its output."""
-        args = [
-            _which("mariadb"),
-            "--no-defaults",
-            "--default-character-set=utf8mb4",
-            "-uroot",
-            "-S",
-            self.socket,
-            "-N",
-            "-B",
-        ]
-        if database:
-            args.append(database)
+        args = client_command(self.socket, database)
         out = subprocess.run(args, input=statements.encode(), check=True, capture_output=True)
         return out.stdout.decode()
 
@@ -325,6 +314,23 @@ class Reply:
 
     def __repr__(self) -> str:
         return f"Reply({self.status}, {self.body[:500]!r})"
+
+
+def client_command(unix_socket: str | Path, database: str = "") -> list[str]:
+    """The command-line client as root over a server's socket, batch output without headers."""
+    args = [
+        _which("mariadb"),
+        "--no-defaults",
+        "--default-character-set=utf8mb4",
+        "-uroot",
+        "-S",
+        str(unix_socket),
+        "-N",
+        "-B",
+    ]
+    if database:
+        args.append(database)
+    return args
 
 
 def _which_or_none(binary: str) -> str | None:
