@@ -2,18 +2,33 @@
 
 It starts its own MariaDB (as the tests do), loads the reference table (``users``: 10,000 rows,
 every 1,000th email NULL), starts the gateway as a user would (``dbslayer serve``, default
-workers), then for each case measures:
+workers), then for each transport (TCP to 127.0.0.1, then the UNIX socket) and each case
+measures:
 
 - the gateway with ``wrk`` (requests/s and latency percentiles), keep-alive connections;
 - the database directly with ``mysqlslap`` at the same concurrency (queries/s, as the
-  reference figures were taken), and ``sysbench`` for the direct latency percentiles.
+  reference figures were taken), and ``sysbench`` for the direct latency percentiles;
+- beside each figure, the CPU time per request of each party: the gateway's processes (master
+  and workers), ``mariadbd``, and the load generator (``wrk`` or ``mysqlslap``), read from
+  ``/proc`` and from the load generator's rusage over that run alone.
 
-Both reach MariaDB the same way, through its UNIX socket (as the reference's ``localhost``
-did): a co-located gateway configured for its best case against the database's best case.
+The gateway and the direct client reach MariaDB the same way in each run: over TCP to
+127.0.0.1, or through its UNIX socket.
 
 It prints a table with the gateway/direct ratios and writes the figures as JSON to
-``bench-results.json`` (or the path in ``BENCH_OUT``). ``BENCH_SECONDS`` sets each run's length
-(default 10). Everything shares this machine's cores: load generator, gateway and database.
+``bench-results.json`` (or the path in ``BENCH_OUT``). Everything shares this machine's cores:
+load generator, gateway and database, so a request's whole CPU time sets the throughput.
+
+Settings (environment):
+
+- ``BENCH_SECONDS``: each run's length (default 10);
+- ``BENCH_ROUNDS``: interleaved rounds of every run; the table gives the median (default 1);
+- ``BENCH_TRANSPORTS``: ``tcp,unix`` (default), or one of them;
+- ``BENCH_CASES``: a comma-separated subset of ``point,rows100,c1``;
+- ``BENCH_WORKERS``: the gateway's ``--workers`` (default: its own default, one per core);
+- ``BENCH_SOURCE``: another checkout to run the gateway from (for before/after figures in one
+  sitting, e.g. a ``git worktree`` of an earlier commit);
+- ``BENCH_MARIADB_ARGS``: extra ``mariadbd`` options (e.g. ``--thread-handling=pool-of-threads``).
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -36,14 +52,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.servers import ROOT, Gateway, MariaDB  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "1")))
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "bench-results.json"))
+TRANSPORTS = [t for t in os.environ.get("BENCH_TRANSPORTS", "tcp,unix").split(",") if t]
+TICK = os.sysconf("SC_CLK_TCK")
 
 CASES = [
-    # name, SQL, connections, the C original's ratio (for the table)
-    ("point query", "SELECT * FROM users WHERE id=42", 32, 0.28),
-    ("100 rows", "SELECT * FROM users WHERE id BETWEEN 1 AND 100", 32, 0.36),
-    ("point query -c1", "SELECT * FROM users WHERE id=42", 1, None),
+    # key, name, SQL, connections
+    ("point", "point query", "SELECT * FROM users WHERE id=42", 32),
+    ("rows100", "100 rows", "SELECT * FROM users WHERE id BETWEEN 1 AND 100", 32),
+    ("c1", "point query -c1", "SELECT * FROM users WHERE id=42", 1),
 ]
+WANTED = set(filter(None, os.environ.get("BENCH_CASES", "").split(","))) or {c[0] for c in CASES}
 
 
 def load(db: MariaDB) -> None:
@@ -59,20 +79,52 @@ def load(db: MariaDB) -> None:
     )
 
 
-def wrk(url: str, connections: int) -> dict[str, Any]:
-    out = subprocess.run(
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and, recursively, of its living children."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICK
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
+
+
+def run_measured(argv: list[str], watched: dict[str, int]) -> tuple[str, dict[str, float]]:
+    """Run a load generator to its end; return its output and each party's CPU seconds.
+
+    The load generator's own CPU comes from the rusage of reaped children, taken around it.
+    """
+    before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in watched.items()}
+    cpu["load"] = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return proc.stdout, cpu
+
+
+def per_request(cpu: dict[str, float], count: float) -> dict[str, float]:
+    return {name: round(seconds / count * 1e6, 1) for name, seconds in cpu.items()}
+
+
+def wrk(url: str, connections: int, watched: dict[str, int]) -> dict[str, Any]:
+    out, cpu = run_measured(
         ["wrk", "-t1", f"-c{connections}", f"-d{SECONDS}s", "--latency", "--timeout", "10s", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+        watched,
+    )
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rate": rate,
         "p50_ms": _wrk_latency(out, "50%"),
         "p99_ms": _wrk_latency(out, "99%"),
+        "cpu_us": per_request(cpu, count),
         "errors": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1).strip() if socket_errors else "",
     }
@@ -85,28 +137,40 @@ def _wrk_latency(out: str, label: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def mysqlslap(db: MariaDB, sql: str, connections: int, rate_guess: float) -> float:
+def _client_args(db: MariaDB, transport: str) -> list[str]:
+    if transport == "unix":
+        return [f"--socket={db.socket}"]
+    return ["--protocol=tcp", "--host=127.0.0.1", f"--port={db.port}"]
+
+
+def mysqlslap(
+    db: MariaDB,
+    transport: str,
+    sql: str,
+    connections: int,
+    rate_guess: float,
+    watched: dict[str, int],
+) -> dict[str, Any]:
     queries = max(connections * 100, int(rate_guess * SECONDS))
-    out = subprocess.run(
+    out, cpu = run_measured(
         [
             "mysqlslap",
             "--no-defaults",
             "-uroot",
-            f"--socket={db.socket}",
+            *_client_args(db, transport),
             "--create-schema=bench",
             f"--concurrency={connections}",
             "--iterations=1",
             f"--number-of-queries={queries}",
             f"--query={sql}",
         ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+        watched,
+    )
     seconds = float(
         re.search(r"Average number of seconds to run all queries: ([\d.]+)", out).group(1)  # type: ignore[union-attr]
     )
-    return queries / seconds
+    # mysqlslap runs each query string once per connection more than asked; count what ran.
+    return {"rate": queries / seconds, "cpu_us": per_request(cpu, queries)}
 
 
 SYSBENCH_SCRIPT = """
@@ -123,17 +187,24 @@ end
 """
 
 
-def sysbench(db: MariaDB, sql: str, connections: int, workdir: Path) -> dict[str, float] | None:
+def sysbench(
+    db: MariaDB, transport: str, sql: str, connections: int, workdir: Path
+) -> dict[str, float] | None:
     if not shutil.which("sysbench"):
         return None
     script = workdir / "query.lua"
     script.write_text(SYSBENCH_SCRIPT)
+    where = (
+        [f"--mysql-socket={db.socket}"]
+        if transport == "unix"
+        else ["--mysql-host=127.0.0.1", f"--mysql-port={db.port}"]
+    )
     out = subprocess.run(
         [
             "sysbench",
             "--db-driver=mysql",
             "--mysql-user=root",
-            f"--mysql-socket={db.socket}",
+            *where,
             "--mysql-db=bench",
             f"--threads={connections}",
             f"--time={SECONDS}",
@@ -152,12 +223,7 @@ def sysbench(db: MariaDB, sql: str, connections: int, workdir: Path) -> dict[str
     ]
     if not histogram:
         return None
-    rate = re.search(r"queries:\s+\d+\s+\(([\d.]+) per sec", out)
-    return {
-        "rate": float(rate.group(1)) if rate else 0.0,
-        "p50_ms": _percentile(histogram, 0.50),
-        "p99_ms": _percentile(histogram, 0.99),
-    }
+    return {"p50_ms": _percentile(histogram, 0.50), "p99_ms": _percentile(histogram, 0.99)}
 
 
 def _percentile(histogram: list[tuple[float, int]], q: float) -> float:
@@ -168,6 +234,42 @@ def _percentile(histogram: list[tuple[float, int]], q: float) -> float:
         if seen >= q * total:
             return value
     return histogram[-1][0]
+
+
+def start_gateway(workdir: Path, db: MariaDB, transport: str) -> Gateway:
+    backend = (
+        f"mysql://root@localhost/bench?name=bench&unix_socket={db.socket}"
+        if transport == "unix"
+        else f"mysql://root@127.0.0.1:{db.port}/bench?name=bench"
+    )
+    source = os.environ.get("BENCH_SOURCE")
+    workers = os.environ.get("BENCH_WORKERS")
+    gateway = Gateway(
+        workdir,
+        "--backend",
+        backend,
+        command=(
+            [sys.executable, "-m", "api.cli", "serve", "--port", "{port}"]
+            if source
+            else [str(Path(sys.executable).parent / "dbslayer"), "serve", "--port", "{port}"]
+        ),
+        workers=int(workers) if workers else None,
+    )
+    if source:
+        gateway.cwd = Path(source).resolve()
+        gateway.env["PYTHONPATH"] = str(gateway.cwd)
+    gateway.start()
+    time.sleep(1.0)
+    return gateway
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate, with every round's rate beside it."""
+    ordered = sorted(runs, key=lambda r: r["rate"])
+    chosen = dict(ordered[len(ordered) // 2])
+    if len(runs) > 1:
+        chosen["rates"] = [round(r["rate"]) for r in runs]
+    return chosen
 
 
 def main() -> int:
@@ -186,74 +288,88 @@ def main() -> int:
     )
     (workdir / "db").mkdir()
     db.start()
-    gateway: Gateway | None = None
+    assert db.proc is not None
+    results: list[dict[str, Any]] = []
     try:
         load(db)
-        gateway = Gateway(
-            workdir,
-            "--backend",
-            # The same transport as the direct figures: the database's UNIX socket.
-            f"mysql://root@localhost/bench?name=bench&unix_socket={db.socket}",
-            command=[str(Path(sys.executable).parent / "dbslayer"), "serve", "--port", "{port}"],
-            workers=None,
-        ).start()
-        time.sleep(1.0)
-        results: list[dict[str, Any]] = []
-        for name, sql, connections, reference in CASES:
-            url = gateway.url + "/db?" + urllib.parse.quote(json.dumps({"SQL": sql}))
-            through = wrk(url, connections)
-            direct_rate = mysqlslap(db, sql, connections, through["rate"] * 3)
-            direct_latency = sysbench(db, sql, connections, workdir)
-            results.append(
-                {
-                    "case": name,
-                    "sql": sql,
-                    "connections": connections,
-                    "gateway": through,
-                    "direct": {
-                        "rate": direct_rate,
-                        **(
-                            {k: v for k, v in direct_latency.items() if k != "rate"}
-                            if direct_latency
-                            else {}
-                        ),
-                    },
-                    "ratio": through["rate"] / direct_rate,
-                    "reference_ratio": reference,
-                }
-            )
+        for transport in TRANSPORTS:
+            gateway = start_gateway(workdir, db, transport)
+            try:
+                assert gateway.proc is not None
+                through_watch = {"gateway": gateway.proc.pid, "mariadbd": db.proc.pid}
+                direct_watch = {"mariadbd": db.proc.pid}
+                for key, name, sql, connections in CASES:
+                    if key not in WANTED:
+                        continue
+                    url = gateway.url + "/db?" + urllib.parse.quote(json.dumps({"SQL": sql}))
+                    wrk(url, connections, through_watch)  # warm-up, not counted
+                    throughs, directs = [], []
+                    for _ in range(ROUNDS):
+                        throughs.append(wrk(url, connections, through_watch))
+                        directs.append(
+                            mysqlslap(
+                                db,
+                                transport,
+                                sql,
+                                connections,
+                                throughs[-1]["rate"] * 3,
+                                direct_watch,
+                            )
+                        )
+                    through, direct = median_run(throughs), median_run(directs)
+                    latency = sysbench(db, transport, sql, connections, workdir) or {}
+                    results.append(
+                        {
+                            "case": name,
+                            "transport": transport,
+                            "sql": sql,
+                            "connections": connections,
+                            "gateway": through,
+                            "direct": {**direct, **latency},
+                            "ratio": through["rate"] / direct["rate"],
+                        }
+                    )
+            finally:
+                gateway.stop()
         report = {
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "cores": os.cpu_count(),
             "machine": platform.platform(),
             "seconds_per_run": SECONDS,
+            "rounds": ROUNDS,
+            "source": os.environ.get("BENCH_SOURCE") or str(ROOT),
             "results": results,
         }
         OUT.write_text(json.dumps(report, indent=2) + "\n")
         print_table(report)
         return 0
     finally:
-        if gateway is not None:
-            gateway.stop()
         db.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def print_table(report: dict[str, Any]) -> None:
     print(
-        f"\n{report['date']}, {report['cores']} cores, {report['seconds_per_run']} s per run "
-        "(load generator, gateway and MariaDB on the same cores)\n"
+        f"\n{report['date']}, {report['cores']} cores, {report['seconds_per_run']} s per run, "
+        f"{report['rounds']} round(s) (load generator, gateway and MariaDB on the same cores)\n"
+        "CPU is µs per request: gw = the gateway's processes, db = mariadbd, ld = the load "
+        "generator (wrk, or mysqlslap for direct)\n"
     )
-    header = f"{'case':<17} {'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'direct q/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>6} {'C orig':>6}"
+    header = (
+        f"{'case':<16} {'via':<4} {'req/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'gw':>5} {'db':>5} "
+        f"{'ld':>4} | {'direct/s':>8} {'p50 ms':>6} {'p99 ms':>6} {'db':>5} {'ld':>4} | {'ratio':>5}"
+    )
     print(header)
     print("-" * len(header))
+    nan = float("nan")
     for r in report["results"]:
         g, d = r["gateway"], r["direct"]
-        ref = f"{r['reference_ratio']:.2f}" if r["reference_ratio"] else "-"
+        gc, dc = g["cpu_us"], d["cpu_us"]
         print(
-            f"{r['case']:<17} {g['rate']:>13.0f} {g['p50_ms']:>7.2f} {g['p99_ms']:>7.2f} | "
-            f"{d['rate']:>10.0f} {d.get('p50_ms', float('nan')):>7.2f} {d.get('p99_ms', float('nan')):>7.2f} | "
-            f"{r['ratio']:>6.2f} {ref:>6}"
+            f"{r['case']:<16} {r['transport']:<4} {g['rate']:>7.0f} {g['p50_ms']:>6.2f} "
+            f"{g['p99_ms']:>6.2f} {gc['gateway']:>5.0f} {gc['mariadbd']:>5.0f} {gc['load']:>4.0f} | "
+            f"{d['rate']:>8.0f} {d.get('p50_ms', nan):>6.2f} {d.get('p99_ms', nan):>6.2f} "
+            f"{dc['mariadbd']:>5.0f} {dc['load']:>4.0f} | {r['ratio']:>5.2f}"
         )
         if g["errors"] or g["socket_errors"]:
             print(
