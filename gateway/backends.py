@@ -154,8 +154,7 @@ class ClientGone(GatewayError):
 def gone_before_sent(server: str) -> ClientGone:
     """The ClientGone of a request whose client went away before its statements were sent."""
     return ClientGone(
-        f"the client went away before the statements were sent to backend {server}; "
-        "nothing ran",
+        f"the client went away before the statements were sent to backend {server}; nothing ran",
         "not_sent",
         server=server,
     )
@@ -249,6 +248,7 @@ class Run:
         "after",
         "after_wait",
         "causal",
+        "wire_json",
     )
 
     def __init__(
@@ -260,6 +260,9 @@ class Run:
         self.limit = limit
         #: Rows one result set may carry; past it the answer is cut and marked TRUNCATED.
         self.max_rows = max_rows
+        #: The answer is rendered as JSON and not kept (no cache): the reactor lane may render
+        #: a result set's rows from the wire (gateway.wirejson).
+        self.wire_json = False
         #: A read-role request: it runs on the backend's read account where there is one, and
         #: in a read-only session in any case, so the database refuses any write.
         self.read_only = read_only

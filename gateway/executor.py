@@ -248,6 +248,8 @@ class Executor:
             # says no other follows it, never a CALL's); one that may be cached is built
             # whole.
             sink = None
+        # An answer rendered as JSON and not kept may carry rows rendered from the wire.
+        wire_json = not ttl and request.format == "json"
 
         def work(hangup: Hangup | None = hangup, first: bool = True) -> Deferred[Answer]:
             try:
@@ -281,7 +283,9 @@ class Executor:
                         retry_after=1,
                     )
                 )
-            attempted = self._attempt(request, facts, names, read_only_run, sink, hangup)
+            attempted = self._attempt(
+                request, facts, names, read_only_run, sink, hangup, wire=wire_json
+            )
             if self.on_slow is not None:  # (the one test a request pays when it is off)
                 attempted.addBoth(self._timed, self.clock.seconds(), request, user)
             return attempted
@@ -382,6 +386,7 @@ class Executor:
         hangup: Hangup | None = None,
         position: int = 0,
         last: Exception | None = None,
+        wire: bool = False,
     ) -> Deferred[Answer]:
         """Run on ``names[position]``, going on down the list as the retry rule allows."""
         while position < len(names):
@@ -389,9 +394,19 @@ class Executor:
             if position and not status.usable:
                 position += 1  # marked down while an earlier candidate was tried
                 continue
-            d = self._run_on(self.by_name[names[position]], request, read_only_run, sink, hangup)
+            d = self._run_on(
+                self.by_name[names[position]], request, read_only_run, sink, hangup, wire
+            )
             return d.addErrback(
-                self._after_failure, request, facts, names, read_only_run, sink, hangup, position
+                self._after_failure,
+                request,
+                facts,
+                names,
+                read_only_run,
+                sink,
+                hangup,
+                position,
+                wire,
             )
         if last is None:
             return fail(BackendUnavailable("no healthy backend; retry later", retry_after=1))
@@ -417,6 +432,7 @@ class Executor:
         sink: Any,
         hangup: Hangup | None,
         position: int,
+        wire: bool = False,
     ) -> Any:
         error = failure.value
         name = names[position]
@@ -445,7 +461,7 @@ class Executor:
         if hangup is not None and hangup.happened:
             return failure  # the client went away: nothing more is sent for it
         return self._attempt(
-            request, facts, names, read_only_run, sink, hangup, position + 1, error
+            request, facts, names, read_only_run, sink, hangup, position + 1, error, wire
         )
 
     def _run_on(
@@ -455,6 +471,7 @@ class Executor:
         read_only: bool,
         sink: Any = None,
         hangup: Hangup | None = None,
+        wire: bool = False,
     ) -> Deferred[Answer]:
         if hangup is not None and hangup.happened:
             return fail(gone_before_sent(backend.name))
@@ -462,6 +479,7 @@ class Executor:
         status.in_flight += 1
         run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
         run.sink = sink
+        run.wire_json = wire
         if request.after is not None:
             self._position(run, backend, request)
         started = self.clock.seconds()
