@@ -1,6 +1,7 @@
 # The README's commands: `make run` serves the demo on 127.0.0.1:9090, `make test` runs the tests.
 # Two installs, each done when missing or older than what it installs from:
-#   $(RUN_STAMP)   the gateway and what serving needs (pip install -e .): make run;
+#   $(RUN_STAMP)   the gateway and what serving needs (pip install -e ., which also compiles
+#                  gateway/_wirejson.c in place when a C compiler is there): make run;
 #   $(TEST_STAMP)  that, plus the test tools (.[test]) and the client in client/: make test,
 #                  make lint, make bench.
 PYTHON ?= python3
@@ -22,7 +23,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+$(RUN_STAMP): pyproject.toml gateway/_wirejson.c | $(BIN)/python
 	./.ci/system-packages build
 	$(BIN)/python -m pip install -q -e .
 	touch $@
