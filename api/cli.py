@@ -154,6 +154,7 @@ def warn_unknown_environment(environ: Any, settings: Any, prog: str = "dbslayer"
 
 def serve(argv: Sequence[str]) -> int:
     """Load the settings, start the services, run the reactor until stopped."""
+    from api.reactor import install as install_reactor
     from api.workers import ARGV_ENV, WorkerContext
     from conf.load import SettingError, load_settings
 
@@ -189,13 +190,13 @@ def serve(argv: Sequence[str]) -> int:
         drain = settings.drain_delay + settings.drain_timeout
         return run_master(argv, workers, settings.host, settings.port, admin, drain)
 
-    from twisted.internet import reactor as global_reactor
     from twisted.internet.error import CannotListenError
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
+    # (installed before anything imports twisted.internet.reactor: klein does, with api.service)
+    reactor: Any = install_reactor()
     from api.service import make_service
 
-    reactor: Any = global_reactor
     observer: Any = textFileLogObserver(sys.stdout)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     try:
