@@ -31,10 +31,15 @@ _ENDPOINTS = {
     b"ready": "ready",
     b"shutdown": "shutdown",
 }
+#: The paths of nearly every request, labelled at once.
+_PATHS = {b"/" + name: label for name, label in _ENDPOINTS.items()}
 
 
 def endpoint_of(path: bytes) -> str:
     """A short label for statistics: db, dbform, an admin route, or other."""
+    label = _PATHS.get(path)
+    if label is not None:
+        return label
     first = path.lstrip(b"/").split(b"/", 1)[0].split(b"?", 1)[0]
     return _ENDPOINTS.get(first, "other")
 

@@ -71,12 +71,13 @@ class Hangup:
     (SQLite: an interrupt), sends nothing more for it (never a retry), and ends the request
     with :class:`ClientGone`, which says what became of the statements."""
 
-    __slots__ = ("happened", "_stop")
+    __slots__ = ("happened", "_stop", "_args")
 
     def __init__(self) -> None:
         #: The client went away.
         self.happened = False
-        self._stop: Callable[[], None] | None = None
+        self._stop: Callable[..., None] | None = None
+        self._args: tuple[Any, ...] = ()
 
     def __call__(self) -> None:
         if self.happened:
@@ -84,11 +85,47 @@ class Hangup:
         self.happened = True
         stop, self._stop = self._stop, None
         if stop is not None:
-            stop()
+            stop(*self._args)
 
-    def watch(self, stop: Callable[[], None] | None) -> None:
-        """``stop()`` stops what runs for the request now (None: nothing runs)."""
+    def watch(self, stop: Callable[..., None] | None, *args: Any) -> None:
+        """``stop(*args)`` stops what runs for the request now (None: nothing runs)."""
         self._stop = stop
+        self._args = args
+
+
+class _Work:
+    """What a request runs with once its SQL is read and its rights are settled."""
+
+    __slots__ = (
+        "request",
+        "user",
+        "facts",
+        "read",
+        "allowed",
+        "read_only_run",
+        "sink",
+        "wire_json",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        user: Any,
+        facts: SQLFacts | None,
+        read: bool,
+        allowed: frozenset[str] | set[str],
+        read_only_run: bool,
+        sink: Any,
+        wire_json: bool,
+    ) -> None:
+        self.request = request
+        self.user = user
+        self.facts = facts
+        self.read = read
+        self.allowed = allowed
+        self.read_only_run = read_only_run
+        self.sink = sink
+        self.wire_json = wire_json
 
 
 class Executor:
@@ -251,49 +288,55 @@ class Executor:
         # An answer rendered as JSON and not kept may carry rows rendered from the wire.
         wire_json = not ttl and request.format == "json"
 
-        def work(hangup: Hangup | None = hangup, first: bool = True) -> Deferred[Answer]:
-            try:
-                candidates = self.router.candidates(write=not read, server=request.server)
-            except NoBackend as e:
-                unchecked = self._unchecked() if first else []
-                if unchecked:
-                    # Galera: a node not checked yet takes nothing (it may be outside the
-                    # primary component). A request that comes before the first checks have
-                    # ended (just after start-up) waits for them, once, bounded by the check
-                    # time-out, instead of a 503.
-                    assert self.health is not None
-                    waits = [self.health.check_now(name) for name in unchecked]
-                    return DeferredList(waits, consumeErrors=True).addCallback(
-                        lambda _: work(hangup, first=False)
-                    )
-                return fail(
-                    BackendUnavailable(e.message, errno=e.errno, server=e.server, retry_after=1)
-                )
-            names = [c.name for c in candidates if c.name in allowed]
-            if request.after is not None and read:
-                primary = self.router.primary
-                names = position.read_order(
-                    self.mode, names, primary.name if primary is not None else None
-                )
-            if not names:
-                return fail(
-                    BackendUnavailable(
-                        f"none of the backends this user may use ({', '.join(sorted(allowed))}) "
-                        "can take the request now; retry later",
-                        retry_after=1,
-                    )
-                )
-            attempted = self._attempt(
-                request, facts, names, read_only_run, sink, hangup, wire=wire_json
-            )
-            if self.on_slow is not None:  # (the one test a request pays when it is off)
-                attempted.addBoth(self._timed, self.clock.seconds(), request, user)
-            return attempted
-
-        d = self._cached(request, facts, user, allowed, ttl, work)
+        work = _Work(request, user, facts, read, allowed, read_only_run, sink, wire_json)
+        if not ttl or self.cache is None or request.sql is None or facts is None:
+            d = self._work(work, hangup)
+        else:
+            d = self._cached(request, facts, user, allowed, ttl, work, hangup)
         if request.help or request.debug_return_input:
             d.addCallback(_decorate, request)
         return d
+
+    def _work(self, work: _Work, hangup: Hangup | None, first: bool = True) -> Deferred[Answer]:
+        """Run a request whose facts and rights are settled (``work``) on its candidates."""
+        request, read, allowed = work.request, work.read, work.allowed
+        try:
+            candidates = self.router.candidates(write=not read, server=request.server)
+        except NoBackend as e:
+            unchecked = self._unchecked() if first else []
+            if unchecked:
+                # Galera: a node not checked yet takes nothing (it may be outside the
+                # primary component). A request that comes before the first checks have
+                # ended (just after start-up) waits for them, once, bounded by the check
+                # time-out, instead of a 503.
+                assert self.health is not None
+                waits = [self.health.check_now(name) for name in unchecked]
+                return DeferredList(waits, consumeErrors=True).addCallback(
+                    lambda _: self._work(work, hangup, first=False)
+                )
+            return fail(
+                BackendUnavailable(e.message, errno=e.errno, server=e.server, retry_after=1)
+            )
+        names = [c.name for c in candidates if c.name in allowed]
+        if request.after is not None and read:
+            primary = self.router.primary
+            names = position.read_order(
+                self.mode, names, primary.name if primary is not None else None
+            )
+        if not names:
+            return fail(
+                BackendUnavailable(
+                    f"none of the backends this user may use ({', '.join(sorted(allowed))}) "
+                    "can take the request now; retry later",
+                    retry_after=1,
+                )
+            )
+        attempted = self._attempt(
+            request, work.facts, names, work.read_only_run, work.sink, hangup, wire=work.wire_json
+        )
+        if self.on_slow is not None:  # (the one test a request pays when it is off)
+            attempted.addBoth(self._timed, self.clock.seconds(), request, work.user)
+        return attempted
 
     def _timed(self, result: Any, started: float, request: Request, user: Any) -> Any:
         """Report a request slower than ``slow_seconds`` (never fails the request)."""
@@ -336,18 +379,18 @@ class Executor:
         facts: SQLFacts | None,
         user: Any,
         allowed: frozenset[str] | set[str],
-        ttl: float | None,
-        work: Callable[..., Deferred[Answer]],
+        ttl: float,
+        work: _Work,
+        hangup: Hangup | None,
     ) -> Deferred[Answer]:
         """Serve from the answer cache where the request allows it.
 
         The key holds what the user may reach: the backends it may use and the database
         account its requests run on, so an answer is served only to users who could have run
         it on the backend that produced it, with the same account's privileges."""
-        if not ttl or self.cache is None or request.sql is None or facts is None:
-            return work()
+        assert self.cache is not None and request.sql is not None and facts is not None
         if cacheable(facts, has_info_flags=bool(request.info)) is not None:
-            return work().addCallback(_mark, "bypass")
+            return self._work(work, hangup).addCallback(_mark, "bypass")
         key = cache_key(
             group=self.mode,
             scope=self._account_scope(user, allowed),
@@ -357,7 +400,7 @@ class Executor:
         )
         # (The answer may be shared with other requests for the same key: its statement is
         # not stopped when this request's client goes away.)
-        d = self.cache.fetch(key, ttl, lambda: work(None))
+        d = self.cache.fetch(key, ttl, lambda: self._work(work, None))
         return d.addCallback(lambda found: _mark(found[0], found[1]))
 
     def _account_scope(self, user: Any, allowed: frozenset[str] | set[str]) -> str:
@@ -487,7 +530,7 @@ class Executor:
             self._deadlines[run] = (started + run.limit + KILL_GRACE, backend, False)
             self._sweep_soon()
         if hangup is not None:
-            hangup.watch(lambda: self._stop(backend, run))
+            hangup.watch(self._stop, backend, run)
         d = backend.execute(request, run)
         d.addBoth(self._finished, run, status, backend.name, started, hangup)
         if self.mode == "galera":

@@ -160,7 +160,10 @@ class GatewayStats:
             _Later(request_line) if callable(request_line) else excerpt(request_line)
         )
         self._requests[(endpoint, status)] += 1
-        self._latency.setdefault(endpoint, LatencyHistogram()).observe(duration)
+        latency = self._latency.get(endpoint)
+        if latency is None:
+            latency = self._latency[endpoint] = LatencyHistogram()
+        latency.observe(duration)
         if sql_error:
             self._sql_errors += 1
         if status >= 400:
