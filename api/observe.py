@@ -114,7 +114,7 @@ class RequestRecorder:
             duration=now - started,
             error=error,
             sql_error=getattr(request, "sql_error", False),
-            statements=_statement_kinds(request),
+            kinds=None if facts is None else facts.kinds,
             sql=_body_sql(request, facts) if error is not None else None,
         )
         if self.access_log is not None:
@@ -170,10 +170,3 @@ def _body_sql(request: Any, facts: Any) -> str | Callable[[], str] | None:
     if len(sql) > LAZY_LINE_MAX:
         return shown_sql(sql, facts, read_sql)
     return partial(shown_sql, sql, facts, read_sql)
-
-
-def _statement_kinds(request: Any) -> dict[str, int] | None:
-    """The request's statements by kind, from the facts the executor read (None when its SQL
-    was never read: refused before, or no SQL)."""
-    facts = _facts_of(request)
-    return None if facts is None else facts.kind_counts

@@ -8,9 +8,11 @@ statements by kind, per-backend counters merged with live backend facts). ``/sta
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from stats import SecondsClock
@@ -41,6 +43,9 @@ ERROR_SQL = "sql"
 #: of several workers merge in the order the requests came (``request_time`` is whole
 #: seconds), and never shown.
 AT = "_at"
+#: Recorded requests (or backend runs) past which they are folded into the figures without
+#: waiting for a reading: a bound on what is held, not a delay on what is shown.
+FOLD_EVERY = 1024
 #: Statement kinds always present in ``statements``, even at zero.
 STATEMENT_KINDS = ("read", "write")
 
@@ -121,6 +126,9 @@ class GatewayStats:
         self._gateway_errors: Counter[int] = Counter()
         self._statements: Counter[str] = Counter({kind: 0 for kind in STATEMENT_KINDS})
         self._backends: dict[str, BackendCounters] = {}
+        #: Requests and backend runs recorded and not folded yet (see record_request).
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_backends: list[tuple[str, float, bool, bool]] = []
         self._log = Journal((*LOG_FIELDS, AT), journal_size)
         self._errors = Journal((*ERROR_FIELDS, ERROR_SQL, AT), journal_size)
         self._events = {family: dict.fromkeys(outcomes, 0) for family, outcomes in EVENTS.items()}
@@ -149,56 +157,169 @@ class GatewayStats:
         sql_error: bool = False,
         statements: Mapping[str, int] | None = None,
         sql: str | Callable[[], str] | None = None,
+        kinds: tuple[str, ...] | None = None,
     ) -> None:
         """One finished HTTP request (any endpoint); ``request_line`` and ``error`` are stored
         redacted and cut to 2 KiB (:func:`stats.redact.excerpt`). ``request_line`` may be a
         function that makes the line: it is called, and the line redacted, only when the
         journal is read (most entries never are). ``sql``: the SQL of a request that sent it
         in its body (the caller hides secret statements; it is redacted and cut here too, and
-        may be a function called when read), kept with its error entry."""
-        request: str | _Later = (
-            _Later(request_line) if callable(request_line) else excerpt(request_line)
+        may be a function called when read), kept with its error entry. ``kinds``: the kind
+        of each statement (another way to give ``statements``).
+
+        Recording is an append: the figures and journals take the requests in (a fold) when
+        they are read, or every :data:`FOLD_EVERY` requests."""
+        self._pending.append(
+            (
+                self._clock.seconds(),
+                endpoint,
+                client_ip,
+                request_line,
+                status,
+                bytes_sent,
+                started,
+                duration,
+                error,
+                sql_error,
+                statements,
+                kinds,
+                sql,
+            )
         )
-        self._requests[(endpoint, status)] += 1
-        latency = self._latency.get(endpoint)
-        if latency is None:
-            latency = self._latency[endpoint] = LatencyHistogram()
-        latency.observe(duration)
-        if sql_error:
-            self._sql_errors += 1
-        if status >= 400:
-            self._gateway_errors[status] += 1
-        for kind, count in (statements or {}).items():
-            self._statements[kind] += count
-        if endpoint in DB_ENDPOINTS:
-            self._total_requests += 1
-            self._ring.hit()
-            self._rates.add()
-            self._log.add(
-                (
-                    bytes_sent,
-                    client_ip,
-                    request,
-                    int(started),
-                    status,
-                    max(0, round(duration * 1_000_000)),
-                    started,
-                )
-            )
-        if error is not None:
-            shown: str | _Later | None = (
-                None if sql is None else _Later(sql) if callable(sql) else excerpt(sql)
-            )
-            self._errors.add((client_ip, excerpt(error), request, int(started), shown, started))
+        if len(self._pending) >= FOLD_EVERY:
+            self._fold()
 
     def record_backend(self, name: str, *, duration: float, failed: bool, sql_error: bool) -> None:
         """One request executed on backend ``name``: failed = could not run or connection lost;
         sql_error = the database answered with an error."""
-        counters = self._backend(name)
-        counters.queries += 1
-        counters.errors += int(failed)
-        counters.sql_errors += int(sql_error)
-        counters.latency.observe(duration)
+        self._pending_backends.append((name, duration, failed, sql_error))
+        if len(self._pending_backends) >= FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Count the requests recorded since the last fold into the figures and journals, in
+        the order they were recorded, each at the time it was (every reading folds first).
+        Column by column: most of the counting is done by C loops (Counter, zip), and the
+        journals build only the entries they keep."""
+        pending, self._pending = self._pending, []
+        if pending:
+            self._fold_requests(pending)
+        backends, self._pending_backends = self._pending_backends, []
+        if backends:
+            names, durations, failed, sql_errors = zip(*backends)
+            for name in set(names):
+                counters = self._backend(name)
+                if len(names) == 1 or all(n == name for n in names):
+                    mine = range(len(names))
+                else:
+                    mine = [i for i, n in enumerate(names) if n == name]  # type: ignore[assignment]
+                counters.queries += len(mine)
+                counters.errors += sum(1 for i in mine if failed[i])
+                counters.sql_errors += sum(1 for i in mine if sql_errors[i])
+                counters.latency.observe_many(durations[i] for i in mine)
+
+    def _fold_requests(self, pending: list[tuple[Any, ...]]) -> None:
+        (
+            ats,
+            endpoints,
+            client_ips,
+            lines,
+            statuses,
+            sent,
+            starteds,
+            durations,
+            errors,
+            sql_errors,
+            statements,
+            kinds,
+            sqls,
+        ) = zip(*pending)
+        self._requests.update(zip(endpoints, statuses))
+        for endpoint in set(endpoints):
+            histogram = self._latency.get(endpoint)
+            if histogram is None:
+                histogram = self._latency[endpoint] = LatencyHistogram()
+            if endpoints.count(endpoint) == len(endpoints):
+                histogram.observe_many(durations)
+            else:
+                histogram.observe_many(d for e, d in zip(endpoints, durations) if e == endpoint)
+        self._sql_errors += sum(1 for flagged in sql_errors if flagged)
+        failed = [status for status in statuses if status >= 400]
+        if failed:
+            self._gateway_errors.update(failed)
+        seen = self._statements
+        for counts in statements:
+            if counts:
+                for kind, count in counts.items():
+                    seen[kind] += count
+        seen.update(chain.from_iterable(k for k in kinds if k))
+        # A request's text, shared by its log and error entries (made once when read).
+        texts: dict[int, str | _Later] = {}
+
+        def text(i: int) -> str | _Later:
+            made = texts.get(i)
+            if made is None:
+                made = texts[i] = _journal_text(lines[i])
+            return made
+
+        db = [i for i, endpoint in enumerate(endpoints) if endpoint in DB_ENDPOINTS]
+        if db:
+            self._total_requests += len(db)
+            self._count_times([ats[i] for i in db])
+            # (only the entries the journal keeps are made: it holds the newest ``size``)
+            for i in db[-self._log.size :]:
+                self._log.add(
+                    (
+                        sent[i],
+                        client_ips[i],
+                        text(i),
+                        int(starteds[i]),
+                        statuses[i],
+                        max(0, round(durations[i] * 1_000_000)),
+                        starteds[i],
+                    )
+                )
+        wrong = [i for i, error in enumerate(errors) if error is not None]
+        for i in wrong[-self._errors.size :]:
+            sql = sqls[i]
+            shown: str | _Later | None = (
+                None if sql is None else _Later(sql) if callable(sql) else excerpt(sql)
+            )
+            started = starteds[i]
+            self._errors.add(
+                (
+                    client_ips[i],
+                    excerpt(errors[i]),
+                    text(i),
+                    int(started),
+                    shown,
+                    started,
+                )
+            )
+
+    def _count_times(self, ats: list[float]) -> None:
+        """The throughput ring and the rates, for DBSlayer requests that ended at ``ats`` (in
+        order): one addition per run of requests in the same second and ring bucket."""
+        ring, rates = self._ring, self._rates
+        start, width = ring.start, ring.width
+        run = 0
+        second = bucket = -1
+        last = 0.0
+        floor = math.floor
+        for at in ats:
+            this_second = floor(at)
+            elapsed = at - start
+            this_bucket = floor(elapsed / width) if elapsed > 0 else 0
+            if this_second != second or this_bucket != bucket:
+                if run:
+                    ring.hit_at(last, run)
+                    rates.add_at(second, run)
+                run, second, bucket = 0, this_second, this_bucket
+            run += 1
+            last = at
+        if run:
+            ring.hit_at(last, run)
+            rates.add_at(second, run)
 
     def record_event(self, family: str, outcome: str) -> None:
         """Count one event: ("auth", "success"|"failure"), ("cache", "hit"|"miss"|"bypass"),
@@ -209,6 +330,7 @@ class GatewayStats:
     def db_totals(self) -> tuple[int, int]:
         """``(DBSlayer requests, those answered with a status of 500 or more)`` so far: the
         error-rate watch samples them (a few additions, not per-request work)."""
+        self._fold()
         total = errors = 0
         for (endpoint, status), count in self._requests.items():
             if endpoint in DB_ENDPOINTS:
@@ -236,6 +358,7 @@ class GatewayStats:
 
     def figures(self) -> Figures:
         """All figures at this instant (the source of both ``/stats`` and ``/metrics``)."""
+        self._fold()
         reported = self.backend_info() if self.backend_info is not None else {}
         live = {name: dict(info) for name, info in reported.items()}
         backends = {name: BackendCounters() for name in live if name not in self._backends}
@@ -310,9 +433,11 @@ class GatewayStats:
         return _untimed(self._timed_errors())
 
     def _timed_log(self) -> list[dict[str, Any]]:
+        self._fold()
         return _resolved(self._log.entries())
 
     def _timed_errors(self) -> list[dict[str, Any]]:
+        self._fold()
         entries = self._errors.entries()
         for entry in entries:
             sql = entry.pop(ERROR_SQL)
@@ -336,6 +461,11 @@ class GatewayStats:
         return merge_figures(
             self.figures(), self._timed_log(), self._timed_errors(), peers, self._log.size
         )
+
+
+def _journal_text(line: str | Callable[[], str]) -> str | _Later:
+    """A journal's request text: made (and redacted) when first read if ``line`` makes it."""
+    return _Later(line) if callable(line) else excerpt(line)
 
 
 class _Later:

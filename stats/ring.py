@@ -35,10 +35,22 @@ class ThroughputRing:
         """The clock at creation: the start of bucket 0."""
         return self._start
 
+    @property
+    def width(self) -> int:
+        """Seconds per bucket."""
+        return self._width
+
     def hit(self) -> None:
         """Count one request in the open bucket."""
         self._advance()
         self._open_hits += 1
+
+    def hit_at(self, at: float, n: int = 1) -> None:
+        """Count ``n`` requests that ended at clock time ``at`` (not later than the clock's
+        now, nor earlier than what was counted before: the statistics fold their requests in
+        order, before anything is read)."""
+        self._advance(at)
+        self._open_hits += n
 
     def snapshot(self) -> tuple[list[int], list[int]]:
         """``(hits, slices)`` of the closed buckets, oldest first; the open one is left out."""
@@ -48,8 +60,8 @@ class ThroughputRing:
     def _slice(self, index: int) -> int:
         return int(self._start + index * self._width)
 
-    def _advance(self) -> None:
-        elapsed = self._clock.seconds() - self._start
+    def _advance(self, now: float | None = None) -> None:
+        elapsed = (self._clock.seconds() if now is None else now) - self._start
         index = math.floor(elapsed / self._width) if elapsed > 0 else 0
         if index <= self._index:
             return

@@ -30,7 +30,11 @@ class RateWindow:
 
     def add(self, n: int = 1) -> None:
         """Count ``n`` events in the current second."""
-        second = self._now()
+        self.add_at(self._now(), n)
+
+    def add_at(self, second: int, n: int = 1) -> None:
+        """Count ``n`` events in whole clock second ``second`` (one of the last ``horizon``,
+        and not earlier than what was counted before: see ThroughputRing.hit_at)."""
         slot = second % len(self._counts)
         if self._seconds[slot] != second:
             self._seconds[slot] = second
