@@ -944,16 +944,20 @@ def dispatch(handler: Any, request: Any) -> Any:
         request.write(result)
         request.finish()
         return None
-    result.addCallback(_write_answer, request)
-    result.addErrback(_write_failure, request)
+    result.addCallbacks(
+        _write_answer, _write_failure, callbackArgs=(request,), errbackArgs=(request,)
+    )
     return None
 
 
 def _write_answer(body: bytes | None, request: Any) -> None:
     if body is None or request.finished or request._disconnected:
         return  # streamed already, or the client went away
-    request.write(body)
-    request.finish()
+    try:
+        request.write(body)
+        request.finish()
+    except Exception:
+        _write_failure(Failure(), request)
 
 
 def _write_failure(failure: Failure, request: Any) -> None:

@@ -437,19 +437,9 @@ class Executor:
             if position and not status.usable:
                 position += 1  # marked down while an earlier candidate was tried
                 continue
-            d = self._run_on(
-                self.by_name[names[position]], request, read_only_run, sink, hangup, wire
-            )
-            return d.addErrback(
-                self._after_failure,
-                request,
-                facts,
-                names,
-                read_only_run,
-                sink,
-                hangup,
-                position,
-                wire,
+            retry = (request, facts, names, read_only_run, sink, hangup, position, wire)
+            return self._run_on(
+                self.by_name[names[position]], request, read_only_run, sink, hangup, wire, retry
             )
         if last is None:
             return fail(BackendUnavailable("no healthy backend; retry later", retry_after=1))
@@ -515,9 +505,13 @@ class Executor:
         sink: Any = None,
         hangup: Hangup | None = None,
         wire: bool = False,
+        retry: tuple[Any, ...] = (),
     ) -> Deferred[Answer]:
+        """Run the request on ``backend``; a failure goes on as ``_after_failure`` says, with
+        the arguments ``retry`` (one callback pair per attempt, whatever the outcome)."""
         if hangup is not None and hangup.happened:
-            return fail(gone_before_sent(backend.name))
+            outcome = self._not_run(Failure(gone_before_sent(backend.name)), retry)
+            return outcome if isinstance(outcome, Deferred) else fail(outcome)
         status = self.router.status(backend.name)
         status.in_flight += 1
         run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
@@ -532,10 +526,50 @@ class Executor:
         if hangup is not None:
             hangup.watch(self._stop, backend, run)
         d = backend.execute(request, run)
-        d.addBoth(self._finished, run, status, backend.name, started, hangup)
+        return d.addCallbacks(
+            self._ran,
+            self._run_failed,
+            callbackArgs=(run, status, backend.name, started, hangup, retry),
+            errbackArgs=(run, status, backend.name, started, hangup, retry),
+        )
+
+    def _ran(
+        self,
+        answer: Answer,
+        run: Run,
+        status: BackendStatus,
+        name: str,
+        started: float,
+        hangup: Hangup | None,
+        retry: tuple[Any, ...],
+    ) -> Any:
+        self._finished(answer, run, status, name, started, hangup)
         if self.mode == "galera":
-            d.addCallback(self._galera_answer, backend.name)
-        return d
+            try:
+                return self._galera_answer(answer, name)
+            except Exception:
+                return self._not_run(Failure(), retry)
+        return answer
+
+    def _run_failed(
+        self,
+        failure: Failure,
+        run: Run,
+        status: BackendStatus,
+        name: str,
+        started: float,
+        hangup: Hangup | None,
+        retry: tuple[Any, ...],
+    ) -> Any:
+        self._finished(failure, run, status, name, started, hangup)
+        return self._not_run(failure, retry)
+
+    def _not_run(self, failure: Failure, retry: tuple[Any, ...]) -> Any:
+        """An attempt that failed: the next one (a Deferred), or the failure (a failed
+        Deferred where no caller's chain is there to take it)."""
+        if not retry:
+            return failure
+        return self._after_failure(failure, *retry)
 
     def _galera_answer(self, answer: Answer, name: str) -> Answer:
         """Galera mode: a 1047 means the node is outside the primary component (the server
