@@ -49,6 +49,12 @@ class RequestRunner(Protocol):
     ) -> Deferred[Answer]: ...
 
 
+#: Parsed query strings kept, and the longest kept (as gateway.sql's memo of SQL facts).
+PARSED_ENTRIES = 1024
+PARSED_MAX_BYTES = 4096
+_SQL_ONLY = {"SQL": None}.keys()
+
+
 class GatewayApp:
     """HTTP face of the gateway."""
 
@@ -76,6 +82,9 @@ class GatewayApp:
         self.stall_timeout = 0.0
         self.clock: Any = None
         self._stops = bool(getattr(executor, "stops_abandoned", False))
+        #: Query strings of the plain shape, parsed (see _remember). A Request is immutable
+        #: (its facts, read once, included), so one serves every request with that text.
+        self._parsed: dict[bytes, Request] = {}
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -90,12 +99,27 @@ class GatewayApp:
         try:
             if request.method == b"POST":
                 obj = loads_json(self._body(request), "request body")
+                parsed = parse_request(obj, ignore_unknown_keys=self.ignore_unknown_keys)
             else:
-                obj = decode_query(self._query(request))
-            parsed = parse_request(obj, ignore_unknown_keys=self.ignore_unknown_keys)
+                query = self._query(request)
+                known = self._parsed.get(query)
+                if known is not None:
+                    return self._run(request, known)
+                obj = decode_query(query)
+                parsed = parse_request(obj, ignore_unknown_keys=self.ignore_unknown_keys)
+                if obj.keys() == _SQL_ONLY and len(query) <= PARSED_MAX_BYTES:
+                    self._remember(query, parsed)
         except RequestError as e:
             return self._error(request, e.status, error_answer(str(e)))
         return self._run(request, parsed)
+
+    def _remember(self, query: bytes, parsed: Request) -> None:
+        """Keep the parse of a query string of the plain shape (``{"SQL": ...}`` alone): the
+        same statements come again and again. Bounded: the oldest goes first."""
+        known = self._parsed
+        if len(known) >= PARSED_ENTRIES:
+            del known[next(iter(known))]
+        known[query] = parsed
 
     @app.route("/dbform", methods=["GET", "POST"])
     def dbform(self, request: Any) -> Any:
