@@ -275,7 +275,7 @@ class GatewayStats:
                         text(i),
                         int(starteds[i]),
                         statuses[i],
-                        max(0, round(durations[i] * 1_000_000)),
+                        _micros(durations[i]),
                         starteds[i],
                     )
                 )
@@ -461,6 +461,12 @@ class GatewayStats:
         return merge_figures(
             self.figures(), self._timed_log(), self._timed_errors(), peers, self._log.size
         )
+
+
+def _micros(duration: float) -> int:
+    """A duration as whole microseconds; 0 for a negative or NaN one (as the histograms
+    count them): one bad clock reading must not stop a fold."""
+    return round(duration * 1_000_000) if duration > 0 else 0
 
 
 def _journal_text(line: str | Callable[[], str]) -> str | _Later:
