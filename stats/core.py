@@ -45,7 +45,7 @@ ERROR_SQL = "sql"
 AT = "_at"
 #: Recorded requests (or backend runs) past which they are folded into the figures without
 #: waiting for a reading: a bound on what is held, not a delay on what is shown.
-FOLD_EVERY = 1024
+FOLD_EVERY = 128
 #: Statement kinds always present in ``statements``, even at zero.
 STATEMENT_KINDS = ("read", "write")
 
