@@ -53,9 +53,10 @@ _ORJSON_MAX = 2**64 - 1
 
 
 def _json_default(obj: Any) -> Any:
-    """orjson hook: Decimal as an exact number fragment (non-finite as null)."""
+    """orjson hook: Decimal as an exact number fragment, in positional notation (the
+    server's digits: ``0.000001``, never ``str()``'s ``1E-6``); non-finite as null."""
     if isinstance(obj, Decimal):
-        return orjson.Fragment(str(obj).encode()) if obj.is_finite() else None
+        return orjson.Fragment(format(obj, "f").encode()) if obj.is_finite() else None
     raise TypeError(f"cannot render {type(obj).__name__} as JSON")
 
 
