@@ -56,8 +56,9 @@ static int column_kind(int type, int charset, int flags) {
     }
 }
 
-/* A length-encoded integer at *pos (within end); -1 when cut or malformed, -2 for NULL. */
-static int64_t lenenc(const unsigned char *b, Py_ssize_t *pos, Py_ssize_t end) {
+/* A length-encoded integer at *pos (within end); -1 when cut, malformed or longer than
+ * what is left before end (``is_length``: a byte count), -2 for NULL. */
+static int64_t lenenc(const unsigned char *b, Py_ssize_t *pos, Py_ssize_t end, int is_length) {
     Py_ssize_t p = *pos;
     if (p >= end) return -1;
     unsigned char first = b[p];
@@ -67,7 +68,9 @@ static int64_t lenenc(const unsigned char *b, Py_ssize_t *pos, Py_ssize_t end) {
     if (!size || p + 1 + size > end) return -1;
     uint64_t v = 0;
     for (int i = size; i >= 1; i--) v = (v << 8) | b[p + i];
-    if (v > (uint64_t)PY_SSIZE_T_MAX) return -1;
+    /* A length past what is left of the packet is refused here, so that no caller ever
+     * adds it to a position (an 8-byte length near 2^63 would overflow the sum). */
+    if (is_length ? v > (uint64_t)(end - (p + 1 + size)) : v > (uint64_t)PY_SSIZE_T_MAX) return -1;
     *pos = p + 1 + size;
     return (int64_t)v;
 }
@@ -162,7 +165,7 @@ static PyObject *json_rows(PyObject *self, PyObject *args) {
     if (end > n || (b[0] == 0xFF && b[1] == 0xFF && b[2] == 0xFF)) GIVE_UP;
     if (b[4] == 0x00 || b[4] == 0xFF || b[4] == 0xFB) GIVE_UP;
     p = 4;
-    columns = lenenc(b, &p, end);
+    columns = lenenc(b, &p, end, 0);
     /* (MariaDB's metadata caching adds one byte, 1 when the definitions follow) */
     if (columns <= 0 || columns > MAX_COLUMNS || !(p == end || (p == end - 1 && b[p] == 1)))
         GIVE_UP;
@@ -176,7 +179,7 @@ static PyObject *json_rows(PyObject *self, PyObject *args) {
         end = p + length;
         if (end > n) GIVE_UP;
         for (int f = 0; f < 6; f++) { /* catalog, schema, table, org_table, name, org_name */
-            int64_t size = lenenc(b, &p, end);
+            int64_t size = lenenc(b, &p, end, 1);
             if (size < 0 || p + size > end) GIVE_UP;
             p += (Py_ssize_t)size;
         }
@@ -222,7 +225,7 @@ static PyObject *json_rows(PyObject *self, PyObject *args) {
             o.data[o.len++] = '[';
         }
         for (int64_t c = 0; c < columns; c++) {
-            int64_t size = lenenc(b, &p, end);
+            int64_t size = lenenc(b, &p, end, 1);
             if (size == -1 || (size >= 0 && p + size > end)) GIVE_UP;
             if (shown && c) {
                 if (out_grow(&o, 1)) goto nomem;

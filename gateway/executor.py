@@ -526,16 +526,11 @@ class Executor:
         if hangup is not None:
             hangup.watch(self._stop, backend, run)
         d = backend.execute(request, run)
-        return d.addCallbacks(
-            self._ran,
-            self._run_failed,
-            callbackArgs=(run, status, backend.name, started, hangup, retry),
-            errbackArgs=(run, status, backend.name, started, hangup, retry),
-        )
+        return d.addBoth(self._attempted, run, status, backend.name, started, hangup, retry)
 
-    def _ran(
+    def _attempted(
         self,
-        answer: Answer,
+        result: Any,
         run: Run,
         status: BackendStatus,
         name: str,
@@ -543,26 +538,17 @@ class Executor:
         hangup: Hangup | None,
         retry: tuple[Any, ...],
     ) -> Any:
-        self._finished(answer, run, status, name, started, hangup)
+        """An attempt ended: its bookkeeping, then the Galera answer check, then (a failure)
+        the failover decision, in one callback."""
+        self._finished(result, run, status, name, started, hangup)
+        if isinstance(result, Failure):
+            return self._not_run(result, retry)
         if self.mode == "galera":
             try:
-                return self._galera_answer(answer, name)
+                return self._galera_answer(result, name)
             except Exception:
                 return self._not_run(Failure(), retry)
-        return answer
-
-    def _run_failed(
-        self,
-        failure: Failure,
-        run: Run,
-        status: BackendStatus,
-        name: str,
-        started: float,
-        hangup: Hangup | None,
-        retry: tuple[Any, ...],
-    ) -> Any:
-        self._finished(failure, run, status, name, started, hangup)
-        return self._not_run(failure, retry)
+        return result
 
     def _not_run(self, failure: Failure, retry: tuple[Any, ...]) -> Any:
         """An attempt that failed: the next one (a Deferred), or the failure (a failed

@@ -274,7 +274,9 @@ def _mangled(rng: random.Random, data: bytes) -> bytes:
     for _ in range(rng.randrange(1, 4)):
         choice = rng.random()
         pos = rng.randrange(len(b)) if b else 0
-        if choice < 0.4 and b:
+        if choice < 0.1:  # a length prefix claiming far more than there is
+            b[pos:pos] = b"\xfe" + rng.randrange(2**64).to_bytes(8, "little")
+        elif choice < 0.4 and b:
             b[pos] = rng.randrange(256)
         elif choice < 0.7:
             b.insert(pos, rng.randrange(256))
@@ -319,3 +321,63 @@ def test_valid_answers_render_as_the_values_would() -> None:
 def test_the_lane_uses_the_compiled_twin_when_built() -> None:
     assert wirejson.COMPILED == (compiled is not None)
     assert wirejson.json_rows is (compiled if compiled is not None else json_rows_py)
+
+
+HUGE = [2**63 - 1, 2**64 - 1, 2**62, 2**32, 70_000]
+
+
+def _huge_lengths() -> list[bytes]:
+    """Answers with an 8-byte length far past the packet, in a column definition and in a
+    row value (found by review: the compiled twin once added such a length to a position)."""
+    out = []
+    for n in HUGE:
+        big = b"\xfe" + n.to_bytes(8, "little")
+        definition = big + b"".join(lenstr(x) for x in (b"db", b"t", b"t", b"a", b"a"))
+        definition += b"\x0c" + struct.pack("<HIBHB", UTF8MB4, 10, VAR_STRING, 0, 0) + b"\0\0"
+        eof = b"\xfe\x00\x00\x02\x00"
+        out.append(
+            packet(1, b"\x01")
+            + packet(2, definition)
+            + packet(3, eof)
+            + packet(4, b"\x01a")
+            + packet(5, eof)
+        )
+        out.append(
+            packet(1, b"\x01")
+            + packet(2, column("s", VAR_STRING, extended=False))
+            + packet(3, eof)
+            + packet(4, big + b"abc")
+            + packet(5, eof)
+        )
+    return out
+
+
+def test_lengths_past_the_packet_are_refused() -> None:
+    for data in _huge_lengths():
+        assert json_rows_py(data, -1) is None
+
+
+@needs_compiled
+def test_compiled_twin_refuses_lengths_past_the_packet() -> None:
+    """In a process of its own, with a time limit: a crash or a hang fails the test, not the
+    test run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gateway._wirejson import json_rows\n"
+        f"for data in {_huge_lengths()!r}:\n"
+        "    for limit in (-1, 0, 1):\n"
+        "        assert json_rows(data, limit) is None\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr)
+
+
+def test_many_columns() -> None:
+    """A column count of 251 and more has a longer length prefix (not a byte count)."""
+    cols = [column(f"c{i}", LONG) for i in range(300)]
+    data = answer(cols, [[b"%d" % i for i in range(300)]])
+    assert both(data)[4] == b"[[" + b",".join(b"%d" % i for i in range(300)) + b"]]"
