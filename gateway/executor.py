@@ -331,9 +331,7 @@ class Executor:
                     retry_after=1,
                 )
             )
-        attempted = self._attempt(
-            request, work.facts, names, work.read_only_run, work.sink, hangup, wire=work.wire_json
-        )
+        attempted = self._attempt(work, names, hangup)
         if self.on_slow is not None:  # (the one test a request pays when it is off)
             attempted.addBoth(self._timed, self.clock.seconds(), request, work.user)
         return attempted
@@ -421,15 +419,11 @@ class Executor:
 
     def _attempt(
         self,
-        request: Request,
-        facts: SQLFacts | None,
+        work: _Work,
         names: list[str],
-        read_only_run: bool = False,
-        sink: Any = None,
-        hangup: Hangup | None = None,
+        hangup: Hangup | None,
         position: int = 0,
         last: Exception | None = None,
-        wire: bool = False,
     ) -> Deferred[Answer]:
         """Run on ``names[position]``, going on down the list as the retry rule allows."""
         while position < len(names):
@@ -437,10 +431,7 @@ class Executor:
             if position and not status.usable:
                 position += 1  # marked down while an earlier candidate was tried
                 continue
-            retry = (request, facts, names, read_only_run, sink, hangup, position, wire)
-            return self._run_on(
-                self.by_name[names[position]], request, read_only_run, sink, hangup, wire, retry
-            )
+            return self._run_on(self.by_name[names[position]], work, names, hangup, position)
         if last is None:
             return fail(BackendUnavailable("no healthy backend; retry later", retry_after=1))
         if isinstance(last, BackendUnavailable) and len(names) > 1:
@@ -458,17 +449,16 @@ class Executor:
     def _after_failure(
         self,
         failure: Failure,
-        request: Request,
-        facts: SQLFacts | None,
+        work: _Work,
         names: list[str],
-        read_only_run: bool,
-        sink: Any,
         hangup: Hangup | None,
         position: int,
-        wire: bool = False,
     ) -> Any:
+        """The attempt on ``names[position]`` failed: the next one (a Deferred), or the
+        failure when the retry rule ends here."""
         error = failure.value
         name = names[position]
+        sink = work.sink
         if sink is not None and getattr(sink, "begun", False):
             return failure  # (its answer has begun: it cannot start again elsewhere)
         if isinstance(error, BackendUnavailable):
@@ -477,7 +467,7 @@ class Executor:
             # (nothing ran there: the next candidate, the primary first, may have it)
             log.info("read with AFTER not run on {name}: {error}", name=name, error=error.message)
         elif isinstance(error, ConnectionLost):
-            read = facts is None or facts.read
+            read = work.facts is None or work.facts.read
             kind = NOT_SENT if error.not_sent else LOST
             if not may_retry(kind, read_only=read):
                 return failure
@@ -493,30 +483,28 @@ class Executor:
             return failure
         if hangup is not None and hangup.happened:
             return failure  # the client went away: nothing more is sent for it
-        return self._attempt(
-            request, facts, names, read_only_run, sink, hangup, position + 1, error, wire
-        )
+        return self._attempt(work, names, hangup, position + 1, error)
 
     def _run_on(
         self,
         backend: Backend,
-        request: Request,
-        read_only: bool,
-        sink: Any = None,
-        hangup: Hangup | None = None,
-        wire: bool = False,
-        retry: tuple[Any, ...] = (),
+        work: _Work,
+        names: list[str],
+        hangup: Hangup | None,
+        position: int,
     ) -> Deferred[Answer]:
-        """Run the request on ``backend``; a failure goes on as ``_after_failure`` says, with
-        the arguments ``retry`` (one callback pair per attempt, whatever the outcome)."""
+        """Run the request on ``backend`` (``names[position]``); one callback takes the
+        outcome, whatever it is (:meth:`_attempted`)."""
+        request = work.request
         if hangup is not None and hangup.happened:
-            outcome = self._not_run(Failure(gone_before_sent(backend.name)), retry)
+            failure = Failure(gone_before_sent(backend.name))
+            outcome = self._after_failure(failure, work, names, hangup, position)
             return outcome if isinstance(outcome, Deferred) else fail(outcome)
         status = self.router.status(backend.name)
         status.in_flight += 1
-        run = Run(self.time_limit(request), read_only=read_only, max_rows=self.max_rows)
-        run.sink = sink
-        run.wire_json = wire
+        run = Run(self.time_limit(request), read_only=work.read_only_run, max_rows=self.max_rows)
+        run.sink = work.sink
+        run.wire_json = work.wire_json
         if request.after is not None:
             self._position(run, backend, request)
         started = self.clock.seconds()
@@ -526,36 +514,35 @@ class Executor:
         if hangup is not None:
             hangup.watch(self._stop, backend, run)
         d = backend.execute(request, run)
-        return d.addBoth(self._attempted, run, status, backend.name, started, hangup, retry)
+        return d.addBoth(self._attempted, run, status, started, work, names, hangup, position)
 
     def _attempted(
         self,
         result: Any,
         run: Run,
         status: BackendStatus,
-        name: str,
         started: float,
+        work: _Work,
+        names: list[str],
         hangup: Hangup | None,
-        retry: tuple[Any, ...],
+        position: int,
     ) -> Any:
-        """An attempt ended: its bookkeeping, then the Galera answer check, then (a failure)
-        the failover decision, in one callback."""
-        self._finished(result, run, status, name, started, hangup)
-        if isinstance(result, Failure):
-            return self._not_run(result, retry)
-        if self.mode == "galera":
+        """An attempt ended, in one callback: its bookkeeping, then the Galera answer check,
+        then (a failure) the failover decision."""
+        name = names[position]
+        status.in_flight -= 1
+        self._deadlines.pop(run, None)
+        if hangup is not None:
+            hangup.watch(None)
+        self._observe(result, name, started)
+        if self.mode == "galera" and not isinstance(result, Failure):
             try:
                 return self._galera_answer(result, name)
             except Exception:
-                return self._not_run(Failure(), retry)
+                result = Failure()
+        if isinstance(result, Failure):
+            return self._after_failure(result, work, names, hangup, position)
         return result
-
-    def _not_run(self, failure: Failure, retry: tuple[Any, ...]) -> Any:
-        """An attempt that failed: the next one (a Deferred), or the failure (a failed
-        Deferred where no caller's chain is there to take it)."""
-        if not retry:
-            return failure
-        return self._after_failure(failure, *retry)
 
     def _galera_answer(self, answer: Answer, name: str) -> Answer:
         """Galera mode: a 1047 means the node is outside the primary component (the server
@@ -592,22 +579,6 @@ class Executor:
             if run.limit is not None:
                 wait = min(wait, run.limit / 2)  # (the wait counts in the time limit)
             run.after_wait = wait
-
-    def _finished(
-        self,
-        result: Any,
-        run: Run,
-        status: BackendStatus,
-        name: str,
-        started: float,
-        hangup: Hangup | None = None,
-    ) -> Any:
-        status.in_flight -= 1
-        self._deadlines.pop(run, None)
-        if hangup is not None:
-            hangup.watch(None)
-        self._observe(result, name, started)
-        return result
 
     def _stop(self, backend: Backend, run: Run) -> None:
         """The client of ``run``'s request went away: stop its statement now, by the path of

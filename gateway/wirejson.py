@@ -73,33 +73,45 @@ def _lenenc(b: bytes, pos: int, end: int) -> tuple[int, int]:
     return int.from_bytes(b[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
 
 
+def _column(b: bytes, pos: int) -> tuple[int, bytes, int, int, int] | None:
+    """The column definition packet at ``pos``: (its end, the column name, charset, type
+    code, flags); None when it is cut or not in the shape MariaDB sends."""
+    n = len(b)
+    if pos + 4 > n:
+        return None
+    length = b[pos] | b[pos + 1] << 8 | b[pos + 2] << 16
+    p, end = pos + 4, pos + 4 + length
+    if length == 0xFFFFFF or end > n:
+        return None
+    name = b""
+    for field in range(6):  # catalog, schema, table, org_table, name, org_name
+        size, p = _lenenc(b, p, end)
+        if size < 0 or p + size > end:
+            return None
+        if field == 4:
+            name = b[p : p + size]
+        p += size
+    # MariaDB's extended metadata (a data type plugin's name, a format): empty here
+    if p + 14 == end and b[p] == 0x00:
+        p += 1
+    if p + 13 != end or b[p] != 0x0C:
+        return None
+    return end, name, b[p + 1] | b[p + 2] << 8, b[p + 7], b[p + 8] | b[p + 9] << 8
+
+
 def _definitions(b: bytes, start: int, columns: int) -> tuple[int, list[int]] | None:
     """The end of ``columns`` column definitions from ``start`` and each column's kind."""
-    n = len(b)
     pos = start
     kinds = []
     for _ in range(columns):
-        if pos + 4 > n:
+        column = _column(b, pos)
+        if column is None:
             return None
-        length = b[pos] | b[pos + 1] << 8 | b[pos + 2] << 16
-        p, end = pos + 4, pos + 4 + length
-        if length == 0xFFFFFF or end > n:
-            return None
-        for _ in range(6):  # catalog, schema, table, org_table, name, org_name
-            size, p = _lenenc(b, p, end)
-            if size < 0 or p + size > end:
-                return None
-            p += size
-        # MariaDB's extended metadata (a data type plugin's name, a format): empty here
-        if p + 14 == end and b[p] == 0x00:
-            p += 1
-        if p + 13 != end or b[p] != 0x0C:
-            return None
-        kind = column_kind(b[p + 7], b[p + 1] | b[p + 2] << 8, b[p + 8] | b[p + 9] << 8)
+        pos, _, charset, type_code, flags = column
+        kind = column_kind(type_code, charset, flags)
         if not kind:
             return None
         kinds.append(kind)
-        pos = end
     return pos, kinds
 
 
@@ -191,24 +203,15 @@ def header_and_types(definitions: bytes) -> tuple[tuple[str, ...], tuple[str, ..
     same statements come back again and again: their definitions are read once."""
     names: list[str] = []
     types: list[str] = []
-    pos, n = 0, len(definitions)
-    while pos + 4 <= n:
-        length = definitions[pos] | definitions[pos + 1] << 8 | definitions[pos + 2] << 16
-        p, end = pos + 4, pos + 4 + length
-        name = b""
-        for field in range(6):
-            size, p = _lenenc(definitions, p, end)
-            if size < 0:
-                return None
-            if field == 4:
-                name = definitions[p : p + size]
-            p += size
-        if p + 14 == end:
-            p += 1  # (the empty extended metadata)
+    pos = 0
+    while pos < len(definitions):
+        column = _column(definitions, pos)
+        if column is None:
+            return None
+        pos, name, _, type_code, _ = column
         try:
             names.append(name.decode("utf-8"))
         except UnicodeDecodeError:
             return None
-        types.append(type_name(definitions[p + 7]))
-        pos = end
+        types.append(type_name(type_code))
     return tuple(names), tuple(types)

@@ -205,18 +205,15 @@ class GatewayStats:
         if pending:
             self._fold_requests(pending)
         backends, self._pending_backends = self._pending_backends, []
-        if backends:
-            names, durations, failed, sql_errors = zip(*backends)
-            for name in set(names):
-                counters = self._backend(name)
-                if len(names) == 1 or all(n == name for n in names):
-                    mine = range(len(names))
-                else:
-                    mine = [i for i, n in enumerate(names) if n == name]  # type: ignore[assignment]
-                counters.queries += len(mine)
-                counters.errors += sum(1 for i in mine if failed[i])
-                counters.sql_errors += sum(1 for i in mine if sql_errors[i])
-                counters.latency.observe_many(durations[i] for i in mine)
+        by_name: dict[str, list[tuple[str, float, bool, bool]]] = {}
+        for run in backends:
+            by_name.setdefault(run[0], []).append(run)
+        for name, runs in by_name.items():
+            counters = self._backend(name)
+            counters.queries += len(runs)
+            counters.errors += sum(1 for run in runs if run[2])
+            counters.sql_errors += sum(1 for run in runs if run[3])
+            counters.latency.observe_many(run[1] for run in runs)
 
     def _fold_requests(self, pending: list[tuple[Any, ...]]) -> None:
         (
@@ -282,9 +279,7 @@ class GatewayStats:
         wrong = [i for i, error in enumerate(errors) if error is not None]
         for i in wrong[-self._errors.size :]:
             sql = sqls[i]
-            shown: str | _Later | None = (
-                None if sql is None else _Later(sql) if callable(sql) else excerpt(sql)
-            )
+            shown = None if sql is None else _journal_text(sql)
             started = starteds[i]
             self._errors.add(
                 (

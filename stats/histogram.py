@@ -30,15 +30,10 @@ class LatencyHistogram:
 
     def observe(self, seconds: float) -> None:
         """Record one duration; negative or NaN durations count as 0."""
-        value = seconds if seconds > 0 else 0.0  # NaN compares False: it becomes 0 too
-        self._buckets[bisect_left(BOUNDS, value)] += 1
-        self.count += 1
-        self.sum += value
-        self.max = max(self.max, value)
-        self._min = min(self._min, value)
+        self.observe_many((seconds,))
 
     def observe_many(self, durations: Iterable[float]) -> None:
-        """:meth:`observe` each duration, in order (the same figures, in one loop)."""
+        """Record each duration, in order; negative or NaN ones count as 0."""
         buckets = self._buckets
         total = self.sum
         high = self.max

@@ -42,8 +42,7 @@ class ThroughputRing:
 
     def hit(self) -> None:
         """Count one request in the open bucket."""
-        self._advance()
-        self._open_hits += 1
+        self.hit_at(self._clock.seconds())
 
     def hit_at(self, at: float, n: int = 1) -> None:
         """Count ``n`` requests that ended at clock time ``at`` (not later than the clock's

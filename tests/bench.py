@@ -169,7 +169,6 @@ def mysqlslap(
     seconds = float(
         re.search(r"Average number of seconds to run all queries: ([\d.]+)", out).group(1)  # type: ignore[union-attr]
     )
-    # mysqlslap runs each query string once per connection more than asked; count what ran.
     return {"rate": queries / seconds, "cpu_us": per_request(cpu, queries)}
 
 
